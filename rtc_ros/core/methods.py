@@ -1,0 +1,203 @@
+"""RTC and its baselines behind one interface, so that a benchmark swaps them by name.
+
+A method decides two things: how a chunk is generated (:class:`ChunkGenerator`) and how the
+controller executes chunks (:func:`make_executor`). The real-time bookkeeping (when inference
+starts, s, d) is the same for all of them (:class:`rtc_ros.core.scheduler.InferencePlanner`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, Mapping
+
+import torch
+
+from rtc_ros.core.guidance import GuidanceMode, guidance_mode, guided_sample, pad_to_horizon
+from rtc_ros.core.masks import MaskSchedule, prefix_weights
+from rtc_ros.core.policy import FlowPolicy, paper_velocity
+from rtc_ros.core.scheduler import ChunkExecutor, TemporalEnsembling
+
+
+class Method(enum.Enum):
+    SYNC = "sync"
+    """Execute s actions, hold while the next chunk is inferred, resume at its first action."""
+    NAIVE_ASYNC = "naive_async"
+    """Infer while executing, no guidance, switch as soon as the chunk is ready."""
+    TEMPORAL_ENSEMBLING = "temporal_ensembling"
+    """ACT: execute a weighted average of every prediction made for the current tick."""
+    BID = "bid"
+    """Bidirectional decoding: sample N chunks, keep the most coherent and most typical one."""
+    RTC_HARD = "rtc_hard"
+    """RTC guided only on the frozen prefix (W = 1 for i < d, else 0)."""
+    RTC_SOFT = "rtc_soft"
+    """RTC with the paper's exponentially decaying soft mask (Eq. 5)."""
+
+
+def method(name: Method | str) -> Method:
+    try:
+        return Method(name)
+    except ValueError:
+        names = ", ".join(m.value for m in Method)
+        raise ValueError(f"method must be one of {names}, got {name!r}") from None
+
+
+_GUIDED_SCHEDULE = {Method.RTC_HARD: MaskSchedule.HARD, Method.RTC_SOFT: MaskSchedule.EXP}
+
+
+@dataclasses.dataclass(frozen=True)
+class BidConfig:
+    """Bidirectional decoding (Liu et al. 2024); the paper used N=32, K=3."""
+
+    num_samples: int = 32
+    mode_size: int = 3
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 2:
+            raise ValueError(f"BID num_samples must be >= 2, got {self.num_samples}")
+        if not 1 <= self.mode_size < self.num_samples:
+            raise ValueError(f"BID mode_size must be in [1, num_samples), got {self.mode_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkingConfig:
+    """Everything that selects and parameterises one method. Strings are accepted for enums."""
+
+    method: Method = Method.RTC_SOFT
+    num_steps: int = 5
+    """n, denoising steps."""
+    beta: float = 5.0
+    """Guidance-weight clip."""
+    guidance: GuidanceMode = GuidanceMode.VJP
+    bid: BidConfig = BidConfig()
+    ensembling: TemporalEnsembling = TemporalEnsembling()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", method(self.method))
+        object.__setattr__(self, "guidance", guidance_mode(self.guidance))
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
+        if not self.beta > 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+
+    @property
+    def label(self) -> str:
+        """e.g. ``rtc_soft/vjp``; the guidance mode only where it matters."""
+        if self.method in _GUIDED_SCHEDULE:
+            return f"{self.method.value}/{self.guidance.value}"
+        return self.method.value
+
+
+def make_executor(config: ChunkingConfig, min_execution_horizon: int) -> ChunkExecutor:
+    """The controller-side behaviour of a method."""
+    if config.method is Method.SYNC:
+        return ChunkExecutor(pause_after=min_execution_horizon)
+    if config.method is Method.TEMPORAL_ENSEMBLING:
+        return ChunkExecutor(ensembling=config.ensembling)
+    return ChunkExecutor()
+
+
+class ChunkGenerator:
+    """Generates chunks for one policy with one method; the policy is used only via its protocol."""
+
+    def __init__(
+        self,
+        policy: FlowPolicy,
+        config: ChunkingConfig,
+        weak_policy: FlowPolicy | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        """``weak_policy``: BID's contrast model (an earlier checkpoint); None uses only the
+        strong samples' mode for the forward criterion."""
+        self.policy = policy
+        self.config = config
+        self._weak_policy = weak_policy
+        self._generator = generator
+
+    def noise(self, batch_size: int) -> torch.Tensor:
+        shape = (batch_size, self.policy.prediction_horizon, self.policy.action_dim)
+        noise = torch.randn(shape, generator=self._generator, dtype=torch.float32,
+                            device=self._generator.device if self._generator else "cpu")
+        return noise.to(device=self.policy.device, dtype=self.policy.dtype)
+
+    def generate(
+        self,
+        observation: Mapping[str, Any],
+        unexecuted: torch.Tensor | None,
+        inference_delay: int,
+        execution_horizon: int,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """A (B, H, M) chunk of robot actions for a batched observation.
+
+        ``unexecuted`` is the previous chunk's A_cur[s:] as (B, H - s, M) robot actions, or None
+        for the first chunk; ``inference_delay`` d and ``execution_horizon`` s as planned.
+        ``noise`` is in the policy's model space.
+        """
+        batch_size = _batch_size(observation)
+        if unexecuted is not None:
+            unexecuted = self.policy.to_model_space(
+                unexecuted.to(device=self.policy.device, dtype=self.policy.dtype))
+        return self.policy.from_model_space(
+            self._generate(observation, unexecuted, inference_delay, execution_horizon, noise, batch_size))
+
+    def _generate(self, observation, unexecuted, inference_delay, execution_horizon, noise, batch_size):
+        if self.config.method is Method.BID and unexecuted is not None and unexecuted.shape[1] > 0:
+            return self._bid(observation, unexecuted, execution_horizon, batch_size)
+        if noise is None:
+            noise = self.noise(batch_size)
+        guided = self.config.method in _GUIDED_SCHEDULE and unexecuted is not None and unexecuted.shape[1] > 0
+        return self._sample(self.policy, observation, noise,
+                            unexecuted if guided else None, inference_delay, execution_horizon)
+
+    def _sample(self, policy, observation, noise, unexecuted, inference_delay, execution_horizon):
+        horizon = policy.prediction_horizon
+        # VJP mode differentiates through velocity(), which must not meet inference tensors.
+        with torch.no_grad():
+            context = policy.encode(observation)
+        velocity = paper_velocity(policy, context)
+        if unexecuted is None:
+            return guided_sample(velocity, noise, None, None, self.config.num_steps, self.config.beta)
+        schedule = _GUIDED_SCHEDULE[self.config.method]
+        weights = prefix_weights(horizon, execution_horizon, inference_delay, schedule)
+        previous = pad_to_horizon(unexecuted.to(device=noise.device, dtype=noise.dtype), horizon)
+        return guided_sample(velocity, noise, previous, weights, self.config.num_steps,
+                             self.config.beta, self.config.guidance)
+
+    def _bid(self, observation, unexecuted, execution_horizon, batch_size):
+        """Pick among N samples by backward coherence + forward contrast (Liu et al. 2024)."""
+        bid = self.config.bid
+        n = bid.num_samples
+        repeated = _repeat(observation, n)
+        strong = self._sample(self.policy, repeated, self.noise(batch_size * n), None, 0, 0)
+        horizon = self.policy.prediction_horizon
+        strong = strong.reshape(batch_size, n, horizon, -1)
+        overlap = horizon - execution_horizon
+        previous = unexecuted.to(strong)[:, None, :overlap]
+        backward = ((strong[:, :, :overlap] - previous) ** 2).flatten(2).sum(-1)
+        forward = _mean_nearest(strong, strong, bid.mode_size, exclude_self=True)
+        if self._weak_policy is not None:
+            weak = self._sample(self._weak_policy, repeated, self.noise(batch_size * n), None, 0, 0)
+            forward = forward - _mean_nearest(strong, weak.reshape(strong.shape), bid.mode_size)
+        best = torch.argmin(backward + forward, dim=1)
+        return strong[torch.arange(batch_size), best]
+
+
+def _mean_nearest(samples: torch.Tensor, references: torch.Tensor, k: int, exclude_self: bool = False):
+    """Mean squared distance of each sample (B, N, H, M) to its k nearest references."""
+    distances = torch.cdist(samples.flatten(2), references.flatten(2)) ** 2
+    if exclude_self:
+        distances = distances + torch.diag_embed(torch.full(distances.shape[:2], float("inf"),
+                                                            device=distances.device))
+    return distances.topk(k, dim=-1, largest=False).values.mean(-1)
+
+
+def _batch_size(observation: Mapping[str, Any]) -> int:
+    for value in observation.values():
+        if isinstance(value, torch.Tensor):
+            return value.shape[0]
+    raise ValueError("observation must hold at least one batched torch.Tensor")
+
+
+def _repeat(observation: Mapping[str, Any], n: int) -> dict[str, Any]:
+    return {k: v.repeat_interleave(n, dim=0) if isinstance(v, torch.Tensor) else v
+            for k, v in observation.items()}

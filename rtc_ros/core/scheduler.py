@@ -1,0 +1,278 @@
+"""Algorithm 1 of the paper as two tick-driven objects: the controller's executor and the
+inference thread's planner.
+
+Time is counted in controller ticks on one clock owned by the executor. A chunk carries the
+tick at which its first action is due (``start_tick``: the tick at which its observation was
+taken), so at clock ``T`` the controller executes ``actions[T - start_tick]``. A swap therefore
+continues at exactly the action that corresponds to now: no action index is ever skipped or
+repeated, whatever the delay was. The observed delay of a chunk is the clock at swap minus its
+start tick (``t - s`` in Algorithm 1).
+
+The clock stands still while there is nothing to execute by design (before the first chunk,
+and in the synchronous baseline while it waits for inference); it runs on during an underrun,
+because then the world keeps moving and the next chunk must be indexed by real time.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+from typing import Callable
+
+import numpy as np
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """An immutable action chunk, (H, M) or batched (B, H, M), and when its first action is due."""
+
+    actions: np.ndarray
+    start_tick: int
+    sequence: int
+    inference_delay: int = 0
+    """d that guidance assumed."""
+    execution_horizon: int = 0
+    """s: actions of the previous chunk consumed when this one was requested."""
+    latency_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        actions = np.array(self.actions, dtype=np.float64, copy=True)
+        if actions.ndim < 2:
+            raise ValueError(f"actions must be (H, M) or (B, H, M), got shape {actions.shape}")
+        actions.setflags(write=False)
+        object.__setattr__(self, "actions", actions)
+
+    @property
+    def prediction_horizon(self) -> int:
+        return self.actions.shape[-2]
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerState:
+    """What the controller tells the inference side after each tick (immutable snapshot)."""
+
+    tick: int
+    """Clock: the tick the controller will execute next."""
+    sequence: int
+    """Sequence of the chunk it executes, -1 before the first."""
+    start_tick: int
+    observed_delay: int
+    """Clock at the swap to this chunk minus its start tick."""
+
+
+INITIAL_CONTROLLER_STATE = ControllerState(tick=0, sequence=-1, start_tick=0, observed_delay=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TickResult:
+    action: np.ndarray | None
+    """Action to command now; None before the first chunk (command nothing)."""
+    chunk_index: int
+    """Index into the executing chunk, -1 when holding."""
+    underrun: bool
+    swapped: bool
+    paused: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class TemporalEnsembling:
+    """ACT's temporal ensembling: ``w_i = exp(-m i)``, i = 0 for the oldest prediction."""
+
+    decay: float = 0.01
+    max_chunks: int = 64
+
+
+class ChunkExecutor:
+    """The controller's side: picks the newest chunk and the action that is due at each tick.
+
+    Costs a few microseconds per tick, allocates little, and never blocks: it only reads the
+    newest chunk it is handed.
+    """
+
+    def __init__(
+        self,
+        pause_after: int | None = None,
+        ensembling: TemporalEnsembling | None = None,
+    ) -> None:
+        """``pause_after``: synchronous baseline, hold after this many actions of a chunk and
+        stop the clock until the next chunk arrives; None runs each chunk to its end."""
+        if pause_after is not None and pause_after < 1:
+            raise ValueError(f"pause_after must be >= 1 or None, got {pause_after}")
+        self._pause_after = pause_after
+        self._ensembling = ensembling
+        self._current: Chunk | None = None
+        self._ensemble: collections.deque[Chunk] = collections.deque(
+            maxlen=ensembling.max_chunks if ensembling else 1
+        )
+        self._last_action: np.ndarray | None = None
+        self._state = INITIAL_CONTROLLER_STATE
+        self.swaps = 0
+        self.underruns = 0
+        self.paused_ticks = 0
+
+    @property
+    def state(self) -> ControllerState:
+        return self._state
+
+    @property
+    def current(self) -> Chunk | None:
+        return self._current
+
+    def receive(self, newest: Chunk | None) -> bool:
+        """Swap to ``newest`` if it is a new chunk; True when it swapped.
+
+        The swap alone already updates :attr:`state` (sequence, observed delay), so that the
+        inference side can plan the next chunk from ``t = d`` as Algorithm 1 does.
+        """
+        if newest is None or (self._current is not None and newest.sequence == self._current.sequence):
+            return False
+        clock = self._state.tick
+        self._current = newest
+        self._ensemble.append(newest)
+        self.swaps += 1
+        self._publish(clock, newest, max(0, clock - newest.start_tick))
+        return True
+
+    def tick(self, newest: Chunk | None) -> TickResult:
+        """Execute one tick given the newest published chunk (may be the one executing)."""
+        swapped = self.receive(newest)
+        chunk = self._current
+        if chunk is None:
+            return TickResult(None, -1, underrun=False, swapped=False, paused=True)
+        clock, observed_delay = self._state.tick, self._state.observed_delay
+        index = clock - chunk.start_tick
+        horizon = chunk.prediction_horizon
+        if self._pause_after is not None and index >= min(self._pause_after, horizon):
+            self.paused_ticks += 1
+            return TickResult(self._last_action, -1, underrun=False, swapped=swapped, paused=True)
+        self._publish(clock + 1, chunk, observed_delay)
+        if 0 <= index < horizon:
+            action = self._ensembled(clock) if self._ensembling else chunk.actions[..., index, :]
+            self._last_action = action
+            return TickResult(action, index, underrun=False, swapped=swapped, paused=False)
+        self.underruns += 1
+        return TickResult(self._last_action, -1, underrun=True, swapped=swapped, paused=False)
+
+    def _publish(self, tick: int, chunk: Chunk, observed_delay: int) -> None:
+        self._state = ControllerState(tick, chunk.sequence, chunk.start_tick, observed_delay)
+
+    def _ensembled(self, clock: int) -> np.ndarray:
+        covering = [c for c in self._ensemble if 0 <= clock - c.start_tick < c.prediction_horizon]
+        weights = np.exp(-self._ensembling.decay * np.arange(len(covering)))
+        stacked = np.stack([c.actions[..., clock - c.start_tick, :] for c in covering])
+        return np.tensordot(weights / weights.sum(), stacked, axes=1)
+
+
+class DelayEstimator:
+    """d = max of the last ``window`` observed delays (the paper's Q), or ``initial`` when empty."""
+
+    def __init__(self, window: int = 10, initial: int = 0) -> None:
+        if window < 1:
+            raise ValueError(f"delay window must be >= 1, got {window}")
+        if initial < 0:
+            raise ValueError(f"initial delay must be >= 0, got {initial}")
+        self._history: collections.deque[int] = collections.deque(maxlen=window)
+        self._initial = initial
+
+    def record(self, delay: int) -> None:
+        if delay < 0:
+            raise ValueError(f"observed delay must be >= 0, got {delay}")
+        self._history.append(int(delay))
+
+    @property
+    def history(self) -> tuple[int, ...]:
+        return tuple(self._history)
+
+    def estimate(self) -> int:
+        return max(self._history) if self._history else self._initial
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceRequest:
+    """One inference to run: from the observation at ``request_tick``."""
+
+    request_tick: int
+    sequence: int
+    execution_horizon: int
+    """s: actions of the executing chunk consumed by now."""
+    inference_delay: int
+    """d for guidance, already clamped to H - s."""
+    unexecuted: np.ndarray | None
+    """A_cur[s:], (..., H - s, M); None for the warm-up chunk."""
+
+    @property
+    def warmup(self) -> bool:
+        return self.unexecuted is None
+
+
+class InferencePlanner:
+    """The inference side of Algorithm 1: when to start, s, d, and the delay history Q."""
+
+    def __init__(
+        self,
+        prediction_horizon: int,
+        min_execution_horizon: int,
+        delay_window: int = 10,
+        initial_delay: int = 0,
+        on_delay_clamped: Callable[[int, int], None] | None = None,
+    ) -> None:
+        if prediction_horizon < 1:
+            raise ValueError(f"prediction_horizon must be >= 1, got {prediction_horizon}")
+        if not 1 <= min_execution_horizon < prediction_horizon:
+            raise ValueError(
+                f"min_execution_horizon (s_min) must be in [1, prediction_horizon={prediction_horizon}), "
+                f"got {min_execution_horizon}"
+            )
+        self.prediction_horizon = prediction_horizon
+        self.min_execution_horizon = min_execution_horizon
+        self.delays = DelayEstimator(delay_window, initial_delay)
+        self._on_delay_clamped = on_delay_clamped or _warn_delay_clamped
+        self._pending: InferenceRequest | None = None
+        self._next_sequence = 0
+        self.delay_clamps = 0
+
+    def ready(self, state: ControllerState) -> bool:
+        """True when the next inference should start (t >= s_min on the chunk being executed)."""
+        if self._pending is not None:
+            if state.sequence != self._pending.sequence:
+                return False  # the controller has not picked up the last chunk yet
+            self._complete(state)
+        if state.sequence < 0:
+            return self._next_sequence == 0
+        return state.tick - state.start_tick >= self.min_execution_horizon
+
+    def plan(self, state: ControllerState, executing: Chunk | None) -> InferenceRequest:
+        """Start an inference now: s = t, A_prev = A_cur[s:], d = max(Q) clamped to H - s."""
+        if self._pending is not None:
+            raise RuntimeError("plan() called while the previous request is still pending")
+        sequence = self._next_sequence
+        self._next_sequence += 1
+        if executing is None:
+            request = InferenceRequest(state.tick, sequence, 0, 0, None)
+        else:
+            if executing.sequence != state.sequence:
+                raise ValueError(
+                    f"executing chunk {executing.sequence} is not the controller's chunk {state.sequence}"
+                )
+            s = min(state.tick - executing.start_tick, self.prediction_horizon)
+            delay = self.delays.estimate()
+            if delay > self.prediction_horizon - s:
+                self.delay_clamps += 1
+                self._on_delay_clamped(delay, self.prediction_horizon - s)
+                delay = self.prediction_horizon - s
+            request = InferenceRequest(state.tick, sequence, s, delay, executing.actions[..., s:, :])
+        self._pending = request
+        return request
+
+    def _complete(self, state: ControllerState) -> None:
+        if not self._pending.warmup:
+            self.delays.record(state.observed_delay)
+        self._pending = None
+
+
+def _warn_delay_clamped(delay: int, limit: int) -> None:
+    _LOG.warning(
+        "inference delay estimate %d exceeds H - s = %d: the seam falls into the unguided "
+        "region; lower min_execution_horizon or speed up inference", delay, limit)

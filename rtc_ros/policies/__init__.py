@@ -1,0 +1,1 @@
+"""Flow policies that satisfy :class:`rtc_ros.core.policy.FlowPolicy`."""

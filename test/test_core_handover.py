@@ -1,0 +1,131 @@
+import multiprocessing
+import threading
+import uuid
+from multiprocessing import shared_memory
+
+import numpy as np
+import pytest
+
+from rtc_ros.core import AtomicSlot, Chunk, ControllerState, shared_chunk_slot, shared_state_slot
+
+H, M = 50, 14
+
+
+def _chunk(sequence: int) -> Chunk:
+    """Every value of chunk k is k: a torn or mixed read shows up as two different values."""
+    return Chunk(np.full((H, M), float(sequence)), start_tick=sequence, sequence=sequence)
+
+
+def _consistent(chunk: Chunk) -> bool:
+    return bool(np.all(chunk.actions == chunk.sequence)) and chunk.start_tick == chunk.sequence
+
+
+def _stress(slot_writer, slot_reader, count: int) -> tuple[int, int]:
+    done = threading.Event()
+
+    def write():
+        for k in range(1, count + 1):
+            slot_writer.publish(_chunk(k))
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reads, last = 0, 0
+    while not done.is_set() or last < count:
+        chunk = slot_reader.latest()
+        if chunk is None:
+            continue
+        assert _consistent(chunk), f"torn chunk {chunk.sequence}"
+        assert chunk.sequence >= last, "went back to an older chunk"
+        last = chunk.sequence
+        reads += 1
+    writer.join()
+    return reads, last
+
+
+def test_atomic_slot_never_shows_a_torn_or_older_chunk_under_a_fast_writer():
+    slot = AtomicSlot()
+    reads, last = _stress(slot, slot, 5000)
+    assert last == 5000 and reads > 100
+
+
+def test_shared_memory_slot_never_shows_a_torn_or_older_chunk_under_a_fast_writer():
+    name = f"rtc_test_{uuid.uuid4().hex[:8]}"
+    writer = shared_chunk_slot(name, (H, M), create=True)
+    reader = shared_chunk_slot(name, (H, M))
+    try:
+        reads, last = _stress(writer, reader, 5000)
+        assert last == 5000 and reads > 100
+    finally:
+        reader.close()
+        writer.close()
+
+
+def _write_chunks(name: str, count: int) -> None:
+    writer = shared_chunk_slot(name, (H, M))
+    for k in range(1, count + 1):
+        writer.publish(_chunk(k))
+    writer.close()
+
+
+def test_shared_memory_slot_hands_chunks_across_processes():
+    name = f"rtc_test_{uuid.uuid4().hex[:8]}"
+    owner = shared_chunk_slot(name, (H, M), create=True)
+    reader = shared_chunk_slot(name, (H, M))
+    try:
+        process = multiprocessing.get_context("spawn").Process(target=_write_chunks, args=(name, 3000))
+        process.start()
+        seen = set()
+        while process.is_alive() or (reader.latest() is not None and reader.latest().sequence < 3000):
+            chunk = reader.latest()
+            if chunk is not None:
+                assert _consistent(chunk)
+                seen.add(chunk.sequence)
+        process.join()
+        assert process.exitcode == 0 and max(seen) == 3000
+    finally:
+        reader.close()
+        owner.close()
+
+
+def test_shared_memory_reader_rejects_a_corrupted_slot_and_keeps_the_last_good_chunk():
+    name = f"rtc_test_{uuid.uuid4().hex[:8]}"
+    writer = shared_chunk_slot(name, (H, M), create=True)
+    reader = shared_chunk_slot(name, (H, M))
+    try:
+        writer.publish(_chunk(1))
+        assert reader.latest().sequence == 1
+        writer.publish(_chunk(2))
+        # Another writer scribbling over slot 0 (chunk 2's) while the reader copies it:
+        # header word, then slot 0's stamp and CRC, then its payload.
+        raw = shared_memory.SharedMemory(name=name)
+        np.ndarray((1,), dtype=np.float64, buffer=raw.buf, offset=8 * (1 + 2 + 10))[0] = -7.0
+        raw.close()
+        assert reader.latest().sequence == 1 and reader.torn_reads > 0
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_shared_state_slot_round_trips_the_controller_state():
+    name = f"rtc_test_{uuid.uuid4().hex[:8]}"
+    writer = shared_state_slot(name, create=True)
+    reader = shared_state_slot(name)
+    try:
+        assert reader.latest() is None
+        state = ControllerState(tick=123456789, sequence=42, start_tick=123456700, observed_delay=7)
+        writer.publish(state)
+        assert reader.latest() == state
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_shared_chunk_slot_rejects_a_chunk_of_the_wrong_shape():
+    name = f"rtc_test_{uuid.uuid4().hex[:8]}"
+    writer = shared_chunk_slot(name, (H, M), create=True)
+    try:
+        with pytest.raises(ValueError, match="shape"):
+            writer.publish(Chunk(np.zeros((H, M + 1)), 0, 0))
+    finally:
+        writer.close()

@@ -1,0 +1,166 @@
+import logging
+
+import numpy as np
+import pytest
+
+from rtc_ros.core import (
+    INITIAL_CONTROLLER_STATE, Chunk, ChunkExecutor, ChunkingConfig, ControllerState, DelayEstimator,
+    InferencePlanner, make_executor,
+)
+from rtc_ros.core.simulated_time import SimulatedTimeLoop
+
+H = 12
+
+
+def _index_chunks(request):
+    """A chunk whose action k is the tick it is meant for: executed values reveal the indexing."""
+    return np.arange(request.request_tick, request.request_tick + H, dtype=float)[:, None]
+
+
+def _run(loop, ticks):
+    loop.start()
+    executed = []
+    for _ in range(ticks):
+        result = loop.tick()
+        executed.append(result)
+        loop.after_world_step()
+    return executed
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_delays_never_skip_or_repeat_an_action(seed):
+    rng = np.random.default_rng(seed)
+    planner = InferencePlanner(H, min_execution_horizon=4, delay_window=10)
+    executor = ChunkExecutor()
+    loop = SimulatedTimeLoop(executor, planner, _index_chunks,
+                             lambda r: 0 if r.warmup else int(rng.integers(0, H // 2)))
+    executed = [r for r in _run(loop, 500) if not r.underrun]
+    values = [float(r.action[0]) for r in executed]
+    assert values == list(range(len(values)))
+    assert executor.swaps > 40 and executor.underruns == 0
+
+
+def test_swap_continues_at_the_action_that_corresponds_to_now():
+    planner = InferencePlanner(H, min_execution_horizon=5)
+    executor = ChunkExecutor()
+    loop = SimulatedTimeLoop(executor, planner, _index_chunks, lambda r: 0 if r.warmup else 3)
+    indices = [r.chunk_index for r in _run(loop, 40)]
+    first_of_each_chunk = [b for a, b in zip(indices, indices[1:]) if b < a]
+    assert len(first_of_each_chunk) >= 5 and set(first_of_each_chunk) == {3}
+    assert set(planner.delays.history) == {3}
+
+
+def test_execution_horizon_is_max_of_delay_and_s_min():
+    requests = []
+    planner = InferencePlanner(H, min_execution_horizon=3)
+    loop = SimulatedTimeLoop(ChunkExecutor(), planner, _index_chunks, lambda r: 0 if r.warmup else 5)
+    original = loop.after_world_step
+
+    def record():
+        request = original()
+        if request is not None:
+            requests.append(request)
+    loop.after_world_step = record
+    _run(loop, 60)
+    steady = requests[2:]
+    assert steady and all(r.execution_horizon == 5 and r.inference_delay == 5 for r in steady)
+
+
+def test_underrun_holds_the_last_action_and_is_counted():
+    planner = InferencePlanner(H, min_execution_horizon=4)
+    executor = ChunkExecutor()
+    delays = iter([0, 10] + [2] * 100)
+    loop = SimulatedTimeLoop(executor, planner, _index_chunks, lambda r: next(delays))
+    results = _run(loop, 40)
+    # the chunk requested at tick 4 takes 10 ticks: the first chunk runs out after tick 11,
+    # ticks 12 and 13 hold its last action, tick 14 executes the new chunk's action 10
+    assert [r.underrun for r in results[11:15]] == [False, True, True, False]
+    assert executor.underruns == 2
+    assert [float(r.action[0]) for r in results[11:15]] == [11, 11, 11, 14]
+    assert results[14].chunk_index == 10
+
+
+def test_nothing_is_commanded_before_the_first_chunk():
+    executor = ChunkExecutor()
+    result = executor.tick(None)
+    assert result.action is None and executor.state == INITIAL_CONTROLLER_STATE
+
+
+def test_synchronous_execution_pauses_the_clock_while_waiting():
+    config = ChunkingConfig(method="sync")
+    executor = make_executor(config, min_execution_horizon=4)
+    planner = InferencePlanner(H, min_execution_horizon=4)
+    loop = SimulatedTimeLoop(executor, planner, _index_chunks, lambda r: 0 if r.warmup else 3)
+    results = _run(loop, 28)
+    moving = [float(r.action[0]) for r in results if not r.paused]
+    assert moving == list(range(len(moving)))
+    assert sum(r.paused for r in results) == executor.paused_ticks > 0
+    # 4 actions, then 3 paused ticks: 4 of every 7 ticks move
+    assert len(moving) == 16
+
+
+def test_delay_estimate_is_the_max_of_the_last_window():
+    estimator = DelayEstimator(window=3, initial=2)
+    assert estimator.estimate() == 2
+    for delay in (1, 5, 2, 2, 3):
+        estimator.record(delay)
+    assert estimator.history == (2, 2, 3) and estimator.estimate() == 3
+
+
+def test_warmup_delay_is_excluded_from_the_history():
+    planner = InferencePlanner(H, min_execution_horizon=4, delay_window=10)
+    delays = iter([7] + [2] * 100)
+    loop = SimulatedTimeLoop(ChunkExecutor(), planner, _index_chunks, lambda r: next(delays))
+    _run(loop, 30)
+    assert planner.delays.history and set(planner.delays.history) == {2}
+
+
+def test_delay_is_clamped_to_the_overlap_with_a_warning(caplog):
+    planner = InferencePlanner(8, min_execution_horizon=6, initial_delay=5)
+    executing = Chunk(np.zeros((8, 1)), start_tick=0, sequence=0)
+    state = ControllerState(tick=6, sequence=0, start_tick=0, observed_delay=0)
+    planner.ready(ControllerState(0, -1, 0, 0))
+    planner.plan(ControllerState(0, -1, 0, 0), None)
+    assert planner.ready(state)
+    with caplog.at_level(logging.WARNING):
+        request = planner.plan(state, executing)
+    assert request.inference_delay == 2 and planner.delay_clamps == 1
+    assert "unguided region" in caplog.text
+
+
+def test_executor_accepts_batched_chunks():
+    executor = ChunkExecutor()
+    chunk = Chunk(np.arange(2 * H * 3, dtype=float).reshape(2, H, 3), start_tick=0, sequence=0)
+    result = executor.tick(chunk)
+    assert result.action.shape == (2, 3) and np.array_equal(result.action, chunk.actions[:, 0])
+
+
+def test_temporal_ensembling_averages_every_prediction_for_the_tick():
+    config = ChunkingConfig(method="temporal_ensembling")
+    executor = make_executor(config, 2)
+    first = Chunk(np.zeros((4, 1)), start_tick=0, sequence=0)
+    executor.tick(first)
+    second = Chunk(np.ones((4, 1)), start_tick=1, sequence=1)
+    result = executor.tick(second)
+    w = np.exp(-config.ensembling.decay * np.arange(2))
+    assert float(result.action[0]) == pytest.approx(w[1] / w.sum())
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(prediction_horizon=8, min_execution_horizon=8), "s_min"),
+    (dict(prediction_horizon=8, min_execution_horizon=0), "s_min"),
+    (dict(prediction_horizon=0, min_execution_horizon=1), "prediction_horizon"),
+    (dict(prediction_horizon=8, min_execution_horizon=2, delay_window=0), "delay window"),
+])
+def test_bad_planner_arguments_raise_value_error(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        InferencePlanner(**kwargs)
+
+
+def test_chunk_actions_are_read_only_copies():
+    source = np.zeros((4, 2))
+    chunk = Chunk(source, 0, 0)
+    source[0, 0] = 1.0
+    assert chunk.actions[0, 0] == 0.0
+    with pytest.raises(ValueError):
+        chunk.actions[0, 0] = 2.0
