@@ -1,0 +1,1 @@
+"""Benchmarks: delay robustness on dynamic tasks (delay), chunk latency (latency)."""
