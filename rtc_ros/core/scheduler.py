@@ -240,7 +240,7 @@ class InferencePlanner:
                 return False  # the controller has not picked up the last chunk yet
             self._complete(state)
         if state.sequence < 0:
-            return self._next_sequence == 0
+            return True  # nothing executes yet: make the warm-up chunk
         return state.tick - state.start_tick >= self.min_execution_horizon
 
     def plan(self, state: ControllerState, executing: Chunk | None) -> InferenceRequest:
@@ -265,6 +265,10 @@ class InferencePlanner:
             request = InferenceRequest(state.tick, sequence, s, delay, executing.actions[..., s:, :])
         self._pending = request
         return request
+
+    def abandon_pending(self) -> None:
+        """Forget a planned request whose inference failed, so that the next one can be planned."""
+        self._pending = None
 
     def _complete(self, state: ControllerState) -> None:
         if not self._pending.warmup:

@@ -48,23 +48,29 @@ def _mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
 
 
 class _ImageEncoder(nn.Module):
-    """A small CNN: enough to find coloured objects in a low-resolution camera image."""
+    """A small CNN ending in a spatial softmax: each feature map becomes the expected image
+    position of what it detects, which is what locating objects for reaching needs, with few
+    parameters (Levine et al. 2016)."""
 
-    def __init__(self, image_shape: tuple[int, int, int], out_dim: int) -> None:
+    def __init__(self, image_shape: tuple[int, int, int], out_dim: int, keypoints: int = 32) -> None:
         super().__init__()
-        channels = image_shape[0]
+        channels, height, width = image_shape
         self.conv = nn.Sequential(
             nn.Conv2d(channels, 32, 5, stride=2, padding=2), nn.GELU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.GELU(),
+            nn.Conv2d(32, keypoints, 3, padding=1),
         )
         with torch.no_grad():
-            flat = self.conv(torch.zeros(1, *image_shape)).flatten(1).shape[1]
-        self.head = nn.Sequential(nn.Linear(flat, out_dim), nn.GELU())
+            _, _, rows, cols = self.conv(torch.zeros(1, *image_shape)).shape
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, rows), torch.linspace(-1, 1, cols), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], dim=-1))
+        self.head = nn.Sequential(nn.Linear(2 * keypoints, out_dim), nn.GELU())
 
     def forward(self, image_uint8: torch.Tensor) -> torch.Tensor:
-        image = image_uint8.float() / 127.5 - 1.0
-        return self.head(self.conv(image).flatten(1))
+        image = image_uint8.to(self.grid.dtype) / 127.5 - 1.0
+        attention = torch.softmax(self.conv(image).flatten(2), dim=-1)  # (B, K, rows * cols)
+        keypoints = attention @ self.grid  # (B, K, 2): expected x, y of each feature
+        return self.head(keypoints.flatten(1))
 
 
 class ReferenceFlowPolicy(nn.Module):

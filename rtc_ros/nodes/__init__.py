@@ -1,0 +1,1 @@
+"""rclpy nodes: thin adapters that wire ROS topics, parameters and diagnostics to the runtime."""

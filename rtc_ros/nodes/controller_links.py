@@ -1,0 +1,199 @@
+"""How the inference node reaches the control loop: a thread, a process, or a topic.
+
+All three offer the same small interface to the inference worker: ``controller_state()``,
+``publish_chunk(chunk)``, ``report()``, ``start(initial_positions)``, ``close()``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from rtc_ros.core.handover import AtomicSlot
+from rtc_ros.core.methods import ChunkingConfig, make_executor
+from rtc_ros.core.scheduler import Chunk, ControllerState
+from rtc_ros.msg import ActionChunk, ControllerTick
+from rtc_ros.nodes.messages import (
+    COMMAND_TYPES, chunk_to_message, command_message, message_to_controller_state,
+)
+from rtc_ros.nodes.parameters import CommandFormat, RtcParameters
+from rtc_ros.runtime.command_filter import CommandFilter
+from rtc_ros.runtime.control_loop import ControlLoop, ControlProcess, ControlProcessSpec, ControllerReport
+
+COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+"""ros2_control's command subscriptions are RELIABLE: a BEST_EFFORT publisher never connects."""
+CHUNK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class CommandPublisher:
+    """Publishes one command per tick in the configured format (thread-safe, as rcl_publish is)."""
+
+    def __init__(self, node: Node, params: RtcParameters) -> None:
+        self._node = node
+        self._format, self._names, self._period_s = params.command_format, params.joint_names, params.period_s
+        self._publisher = node.create_publisher(COMMAND_TYPES[params.command_format], "commands", COMMAND_QOS)
+
+    def __call__(self, positions: np.ndarray) -> None:
+        self._publisher.publish(command_message(self._format, self._names, positions,
+                                                self._node.get_clock().now(), self._period_s))
+
+
+def _executor(params: RtcParameters):
+    return make_executor(ChunkingConfig(method=params.method), params.min_execution_horizon)
+
+
+class ThreadControllerLink:
+    """Control loop in a thread of this process; chunks and state through in-process atomic slots."""
+
+    def __init__(self, node: Node, params: RtcParameters) -> None:
+        self._chunks: AtomicSlot[Chunk] = AtomicSlot()
+        self._states: AtomicSlot[ControllerState] = AtomicSlot()
+        self._filter = CommandFilter(params.joint_limits())
+        self._loop = ControlLoop(params.period_s, _executor(params), self._chunks, self._states, self._filter,
+                                 CommandPublisher(node, params))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop.run, args=(self._stop,), name="rtc_control", daemon=True)
+
+    def start(self, initial_positions: np.ndarray) -> None:
+        self._filter.reset(initial_positions)
+        self._thread.start()
+
+    def controller_state(self) -> ControllerState | None:
+        return self._states.latest()
+
+    def publish_chunk(self, chunk: Chunk) -> None:
+        self._chunks.publish(chunk)
+
+    def report(self) -> ControllerReport:
+        return self._loop.report()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RosCommandSinkFactory:
+    """Creates, in the control process, its own rclpy context, node and command publisher."""
+
+    node_name: str
+    namespace: str
+    ros_args: tuple[str, ...]
+    command_format: CommandFormat
+    joint_names: tuple[str, ...]
+    period_s: float
+
+    def __call__(self) -> "_ProcessCommandSink":
+        return _ProcessCommandSink(self)
+
+
+class _ProcessCommandSink:
+    def __init__(self, factory: RosCommandSinkFactory) -> None:
+        self._context = rclpy.Context()
+        rclpy.init(args=["rtc_control", "--ros-args", *factory.ros_args], context=self._context)
+        self._node = Node(factory.node_name, namespace=factory.namespace, context=self._context)
+        self._factory = factory
+        self._publisher = self._node.create_publisher(COMMAND_TYPES[factory.command_format], "commands", COMMAND_QOS)
+
+    def __call__(self, positions: np.ndarray) -> None:
+        f = self._factory
+        self._publisher.publish(command_message(f.command_format, f.joint_names, positions,
+                                                self._node.get_clock().now(), f.period_s))
+
+    def close(self) -> None:
+        self._node.destroy_node()
+        self._context.try_shutdown()
+
+
+def _remaps_without_node_name(ros_args: list[str]) -> tuple[str, ...]:
+    """The node's --ros-args minus its own name remap, so the control node gets a name of its own."""
+    kept, skip = [], False
+    for i, arg in enumerate(ros_args):
+        if skip:
+            skip = False
+            continue
+        if arg in ("-r", "--remap") and i + 1 < len(ros_args) and ros_args[i + 1].startswith("__node:="):
+            skip = True
+            continue
+        kept.append(arg)
+    return tuple(a for a in kept if a != "--ros-args")
+
+
+class ProcessControllerLink:
+    """Control loop in its own process (node ``<name>_control``); shared-memory slots in between."""
+
+    def __init__(self, node: Node, params: RtcParameters, ros_args: list[str]) -> None:
+        self._node, self._params = node, params
+        self._sink_factory = RosCommandSinkFactory(
+            node_name=f"{node.get_name()}_control", namespace=node.get_namespace(),
+            ros_args=_remaps_without_node_name(ros_args), command_format=params.command_format,
+            joint_names=params.joint_names, period_s=params.period_s)
+        self._process: ControlProcess | None = None
+
+    def start(self, initial_positions: np.ndarray) -> None:
+        p = self._params
+        pause_after = p.min_execution_horizon if p.method.value == "sync" else None
+        self._process = ControlProcess(ControlProcessSpec(
+            period_s=p.period_s, chunk_shape=(p.prediction_horizon, len(p.joint_names)), limits=p.joint_limits(),
+            pause_after=pause_after, make_sink=self._sink_factory,
+            initial_positions=tuple(float(v) for v in initial_positions)))
+        self._process.start()
+
+    def controller_state(self) -> ControllerState | None:
+        return None if self._process is None else self._process.controller_state()
+
+    def publish_chunk(self, chunk: Chunk) -> None:
+        self._process.publish_chunk(chunk)
+
+    def report(self) -> ControllerReport:
+        return ControllerReport() if self._process is None else self._process.report()
+
+    def is_alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+
+
+class TopicControllerLink:
+    """A separate controller node: chunks out on ``chunks``, its state in on ``controller_tick``.
+
+    Delays measured this way include the network, as they should.
+    """
+
+    def __init__(self, node: Node, params: RtcParameters) -> None:
+        self._node, self._params = node, params
+        self._states: AtomicSlot[ControllerState] = AtomicSlot()
+        self._publisher = node.create_publisher(ActionChunk, "chunks", CHUNK_QOS)
+        node.create_subscription(ControllerTick, "controller_tick",
+                                 lambda m: self._states.publish(message_to_controller_state(m)), CHUNK_QOS)
+
+    def start(self, initial_positions: np.ndarray) -> None:
+        """The controller node seeds its command filter from joint states itself."""
+
+    def controller_state(self) -> ControllerState | None:
+        return self._states.latest()
+
+    def publish_chunk(self, chunk: Chunk) -> None:
+        p = self._params
+        guidance = p.guidance.value if p.method.value.startswith("rtc") else "none"
+        self._publisher.publish(chunk_to_message(chunk, p.joint_names, self._node.get_clock().now(),
+                                                 p.method.value, guidance))
+
+    def report(self) -> ControllerReport:
+        return ControllerReport()
+
+    def is_alive(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,99 @@
+"""Controller node for split deployments: chunks arrive as messages, commands leave at 50 Hz.
+
+It does the handover itself with the same bookkeeping as the composed node: a subscription
+callback validates each ``chunks`` message and publishes it into a lock-free slot; the control
+loop (its own thread, in a process without torch) reads the slot every tick and publishes
+``commands`` and ``controller_tick``. The loop starts once joint states have been received,
+from the measured positions, so the first command is rate limited like every other one.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+
+from rtc_ros.core.handover import AtomicSlot
+from rtc_ros.core.methods import ChunkingConfig, make_executor
+from rtc_ros.msg import ActionChunk, ControllerTick
+from rtc_ros.nodes import parameters
+from rtc_ros.nodes.controller_links import CHUNK_QOS, CommandPublisher
+from rtc_ros.nodes.diagnostics import HealthMonitor, diagnostic_array
+from rtc_ros.nodes.inference_node import run
+from rtc_ros.nodes.messages import controller_tick_message, message_to_chunk
+from rtc_ros.runtime.command_filter import CommandFilter
+from rtc_ros.runtime.control_loop import ControlLoop
+from rtc_ros.runtime.observation import ObservationAssembler, ObservationSpec
+
+CONTROLLER_PARAMETERS = ("joint_names", "position_lower", "position_upper", "max_velocity", "control_rate_hz",
+                         "command_format", "prediction_horizon", "min_execution_horizon", "method", "hardware_id")
+
+
+class ControllerNode(Node):
+    def __init__(self, node_name: str = "rtc_controller", **node_kwargs) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self.params = parameters.declare(self, CONTROLLER_PARAMETERS)
+        p = self.params
+        self._chunks = AtomicSlot()
+        self._states = AtomicSlot()
+        self._tick_publisher = self.create_publisher(ControllerTick, "controller_tick", CHUNK_QOS)
+        self._filter = CommandFilter(p.joint_limits())
+        self.loop = ControlLoop(
+            p.period_s, make_executor(ChunkingConfig(method=p.method), p.min_execution_horizon), self._chunks,
+            self._states, self._filter, CommandPublisher(self, p), on_tick=self._on_tick)
+        self._joints = ObservationAssembler(ObservationSpec(p.joint_names, (), (3, 1, 1), max_age_s=1.0))
+        self.rejected_chunks = 0
+        self.create_subscription(ActionChunk, "chunks", self._on_chunk, CHUNK_QOS)
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.health = HealthMonitor(p.prediction_horizon, p.period_s, "controller")
+        self.create_timer(1.0, self._publish_health)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.loop.run, args=(self._stop,), name="rtc_control", daemon=True)
+
+    def _on_joint_state(self, message: JointState) -> None:
+        if self._thread.is_alive() or self._thread.ident is not None:
+            return
+        stamp = message.header.stamp.sec + message.header.stamp.nanosec * 1e-9
+        self._joints.add_joint_state(message.name, message.position, stamp)
+        positions = self._joints.joint_positions()
+        if not any(v != v for v in positions):  # every configured joint seen (no NaN left)
+            self._filter.reset(positions)
+            self._thread.start()
+            self.get_logger().info("joint states received: control loop started")
+
+    def _on_chunk(self, message: ActionChunk) -> None:
+        try:
+            chunk = message_to_chunk(message, self.params.joint_names, self.params.prediction_horizon)
+        except ValueError as error:
+            self.rejected_chunks += 1
+            self.get_logger().error(f"rejected chunk {message.sequence}: {error}", throttle_duration_sec=2.0)
+            return
+        self._chunks.publish(chunk)
+
+    def _on_tick(self, result, command) -> None:
+        self._tick_publisher.publish(controller_tick_message(self.loop.executor.state, self.params.period_s,
+                                                             self.get_clock().now()))
+
+    def _publish_health(self) -> None:
+        health = self.health.controller(self.loop.report())
+        health.values["rejected_chunks"] = str(self.rejected_chunks)
+        self._diagnostics_publisher.publish(diagnostic_array(
+            self.get_clock().now(), self.get_fully_qualified_name(), self.params.hardware_id, {"controller": health}))
+
+    def shutdown(self) -> None:
+        """Stop the loop: nothing is commanded afterwards."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2.0)
+
+
+def main(args=None) -> None:
+    run(ControllerNode, args)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,192 @@
+"""Inference node: observations in, RTC chunks out to the controller, health out to /diagnostics.
+
+Parameters (config/*.yaml, see :mod:`rtc_ros.nodes.parameters`) -> subscriptions to
+``joint_states`` and ``<camera>/image_raw`` -> a background :class:`InferenceWorker` running the
+core's planner and guided sampler -> a controller link (thread, process or topic) -> 1 Hz
+``/diagnostics`` and ``~/status``; ``~/chunks`` carries every chunk for monitoring.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+
+from rtc_ros.core.methods import ChunkGenerator, ChunkingConfig
+from rtc_ros.core.scheduler import Chunk, InferencePlanner
+from rtc_ros.msg import ActionChunk, RtcStatus
+from rtc_ros.nodes import parameters
+from rtc_ros.nodes.controller_links import (
+    CHUNK_QOS, ProcessControllerLink, ThreadControllerLink, TopicControllerLink,
+)
+from rtc_ros.nodes.diagnostics import HealthMonitor, diagnostic_array, status_message
+from rtc_ros.nodes.messages import ObservationError, chunk_to_message, image_message_to_array
+from rtc_ros.nodes.parameters import ControllerPlacement, RtcParameters
+from rtc_ros.policies.loading import load_policy
+from rtc_ros.runtime.inference_worker import InferenceWorker
+from rtc_ros.runtime.observation import ObservationAssembler, ObservationSpec
+
+
+def _stamp_s(header) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+class InferenceNode(Node):
+    def __init__(self, node_name: str = "rtc", placement: ControllerPlacement | None = None,
+                 ros_args: list[str] | None = None, **node_kwargs) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self.params: RtcParameters = parameters.declare(self)
+        p = self.params
+        self.placement = placement or p.controller
+        self.policy = load_policy(p.policy, p.device)
+        if (self.policy.prediction_horizon, self.policy.action_dim) != (p.prediction_horizon, len(p.joint_names)):
+            raise ValueError(
+                f"policy {p.policy or 'bimanual demo'} makes {self.policy.prediction_horizon}x{self.policy.action_dim} "
+                f"chunks but prediction_horizon={p.prediction_horizon} and {len(p.joint_names)} joint_names are set")
+        self.image_shape = (3, p.image_height, p.image_width)
+        self.assembler = ObservationAssembler(ObservationSpec(
+            p.joint_names, p.camera_names, self.image_shape, p.max_observation_age_s))
+        self._waiting_reason = "no observation yet"
+
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data)
+        for camera in p.camera_names:
+            self.create_subscription(Image, f"{camera}/image_raw",
+                                     lambda m, c=camera: self._on_image(c, m), qos_profile_sensor_data)
+        self._chunk_publisher = self.create_publisher(ActionChunk, "~/chunks", CHUNK_QOS)
+        self._status_publisher = self.create_publisher(RtcStatus, "~/status", 10)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        if self.placement is ControllerPlacement.THREAD:
+            self.link = ThreadControllerLink(self, p)
+        elif self.placement is ControllerPlacement.PROCESS:
+            self.link = ProcessControllerLink(self, p, ros_args or [])
+        else:
+            self.link = TopicControllerLink(self, p)
+        self.worker = InferenceWorker(
+            InferencePlanner(p.prediction_horizon, p.min_execution_horizon, p.delay_window, p.initial_inference_delay,
+                             on_delay_clamped=self._on_delay_clamped),
+            ChunkGenerator(self.policy, ChunkingConfig(method=p.method, num_steps=p.num_steps, beta=p.beta,
+                                                       guidance=p.guidance)),
+            self._observation, self.link.controller_state, self.link.publish_chunk, on_chunk=self._on_chunk)
+        self.health = HealthMonitor(p.prediction_horizon, p.period_s, p.device)
+        self._started = False
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._start_timer = self.create_timer(0.05, self._start_when_observed)
+        self.create_timer(1.0, self._publish_health)
+        self.get_logger().info(
+            f"{p.method.value} ({p.guidance.value}) on {p.device}: H={p.prediction_horizon}, "
+            f"s_min={p.min_execution_horizon}, n={p.num_steps}, beta={p.beta}, controller={self.placement.value}")
+
+    # -- callbacks ---------------------------------------------------------------------
+    def _on_joint_state(self, message: JointState) -> None:
+        self.assembler.add_joint_state(message.name, message.position, _stamp_s(message.header))
+
+    def _on_image(self, camera: str, message: Image) -> None:
+        try:
+            image = image_message_to_array(message, self.image_shape)
+        except ObservationError as error:
+            self.assembler.reject(f"camera {camera}: {error}")
+            self.get_logger().warning(f"camera {camera}: {error}", throttle_duration_sec=5.0)
+            return
+        self.assembler.add_image(camera, image, _stamp_s(message.header))
+
+    def _observation(self):
+        observation, reason = self.assembler.assemble(self.get_clock().now().nanoseconds * 1e-9)
+        if observation is None:
+            self._waiting_reason = reason
+            self.get_logger().warning(f"waiting for a usable observation: {reason}", throttle_duration_sec=5.0)
+        return observation
+
+    def _start_when_observed(self) -> None:
+        """Start the controller from the measured joint positions, so its first step is rate limited."""
+        observation = self._observation()
+        if observation is None:
+            return
+        self._start_timer.cancel()
+        self._started = True
+        self.get_logger().info(f"warm-up inference took {self.worker.warm_up(observation) * 1e3:.0f} ms")
+        self.link.start(self.assembler.joint_positions())
+        self.worker.start()
+
+    def _on_chunk(self, chunk: Chunk) -> None:
+        p = self.params
+        guidance = p.guidance.value if p.method.value.startswith("rtc") else "none"
+        self._chunk_publisher.publish(chunk_to_message(chunk, p.joint_names, self.get_clock().now(),
+                                                       p.method.value, guidance))
+
+    def _on_delay_clamped(self, delay: int, limit: int) -> None:
+        self.get_logger().warning(
+            f"inference delay {delay} ticks exceeds H - s = {limit}: lower min_execution_horizon or speed up "
+            "inference", throttle_duration_sec=5.0)
+
+    def _publish_health(self) -> None:
+        now = self.get_clock().now()
+        inference, controller = self.worker.report(), self.link.report()
+        healths = {"inference delay": self.health.inference(inference)}
+        if self.placement is not ControllerPlacement.TOPIC:
+            healths["controller"] = self.health.controller(controller)
+        healths["observations"] = self.health.observations(
+            self.assembler.rejected, self.assembler.last_rejection,
+            inference.waiting_for_observation or not self._started, self._waiting_reason)
+        self._diagnostics_publisher.publish(diagnostic_array(now, self.get_fully_qualified_name(),
+                                                             self.params.hardware_id, healths))
+        self._status_publisher.publish(status_message(now, inference, controller, self.assembler.rejected,
+                                                      self.params.device, self.params.method.value))
+
+    def _on_set_parameters(self, changes) -> SetParametersResult:
+        values = {c.name: c.value for c in changes if c.name in parameters.DECLARATIONS}
+        try:
+            updated = parameters.with_changes(self.params, values)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        self.params = updated
+        self.worker.planner.min_execution_horizon = updated.min_execution_horizon
+        self.worker.generator.config = dataclasses.replace(
+            self.worker.generator.config, num_steps=updated.num_steps, beta=updated.beta, guidance=updated.guidance)
+        self.assembler.spec = dataclasses.replace(self.assembler.spec, max_age_s=updated.max_observation_age_s)
+        return SetParametersResult(successful=True)
+
+    def shutdown(self) -> None:
+        """Stop inference, then the controller: after this nothing is commanded."""
+        self.worker.stop()
+        self.link.close()
+
+
+def ros_arguments(argv: list[str]) -> list[str]:
+    """The arguments after --ros-args (up to a lone --), to hand on to a child process."""
+    if "--ros-args" not in argv:
+        return []
+    tail = argv[argv.index("--ros-args") + 1:]
+    return tail[:tail.index("--")] if "--" in tail else tail
+
+
+def run(node_factory, args=None) -> None:
+    """``main`` of every node: init, spin (multi-threaded), stop the runtime, destroy, shut down."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_factory()
+        rclpy.spin(node, executor=rclpy.executors.MultiThreadedExecutor(num_threads=2))
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            if hasattr(node, "shutdown"):
+                node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def main(args=None) -> None:
+    """Inference only; the controller is a separate ``controller_node`` reached over topics."""
+    run(lambda: InferenceNode("rtc_inference", placement=ControllerPlacement.TOPIC), args)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,135 @@
+"""Conversions between ROS messages and the runtime's numpy/torch objects."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from rclpy.time import Time
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from rtc_ros.core.scheduler import Chunk, ControllerState
+from rtc_ros.msg import ActionChunk, ControllerTick
+from rtc_ros.nodes.parameters import CommandFormat
+from rtc_ros.runtime.observation import ObservationError, image_to_array
+
+try:  # ROS 2's cv_bridge, where installed (the PyPI "cv-bridge" is ROS 1's and is not used)
+    from cv_bridge import CvBridge
+except ImportError:
+    CvBridge = None
+
+COMMAND_TYPES = {
+    CommandFormat.JOINT_TRAJECTORY: JointTrajectory,
+    CommandFormat.FLOAT64_MULTI_ARRAY: Float64MultiArray,
+    CommandFormat.JOINT_STATE: JointState,
+}
+
+
+def command_message(command_format: CommandFormat, joint_names: Sequence[str], positions: np.ndarray,
+                    stamp: Time, period_s: float):
+    """The command for one tick in the format the robot's controller expects."""
+    values = [float(v) for v in positions]
+    if command_format is CommandFormat.FLOAT64_MULTI_ARRAY:
+        return Float64MultiArray(data=values)
+    if command_format is CommandFormat.JOINT_STATE:
+        message = JointState(name=list(joint_names), position=values)
+        message.header.stamp = stamp.to_msg()
+        return message
+    # joint_trajectory_controller interpolates from the current state to this point, due one tick ahead.
+    seconds, fraction = divmod(period_s, 1.0)
+    point = JointTrajectoryPoint(positions=values,
+                                 time_from_start=Duration(sec=int(seconds), nanosec=int(fraction * 1e9)))
+    message = JointTrajectory(joint_names=list(joint_names), points=[point])
+    message.header.stamp = stamp.to_msg()
+    return message
+
+
+def command_positions(command_format: CommandFormat, joint_names: Sequence[str], message) -> np.ndarray:
+    """Positions in ``joint_names`` order from a command message (the simulator's side)."""
+    if command_format is CommandFormat.FLOAT64_MULTI_ARRAY:
+        values = np.asarray(message.data, dtype=np.float64)
+        if values.shape != (len(joint_names),):
+            raise ValueError(f"command has {values.size} values, expected {len(joint_names)}")
+        return values
+    if command_format is CommandFormat.JOINT_STATE:
+        names, positions = list(message.name), list(message.position)
+    else:
+        if len(message.points) == 0:
+            raise ValueError("joint trajectory command has no points")
+        names, positions = list(message.joint_names), list(message.points[-1].positions)
+    if len(names) != len(positions):
+        raise ValueError(f"command has {len(names)} joint names but {len(positions)} positions")
+    by_name = dict(zip(names, positions))
+    missing = [n for n in joint_names if n not in by_name]
+    if missing:
+        raise ValueError(f"command lacks joints {missing}")
+    return np.array([by_name[n] for n in joint_names], dtype=np.float64)
+
+
+def image_message_to_array(message: Image, expected_shape: tuple[int, int, int]) -> np.ndarray:
+    """sensor_msgs/Image -> (C, H, W) uint8, through cv_bridge when it is installed."""
+    if CvBridge is not None and message.encoding in ("rgb8", "bgr8", "mono8"):
+        pixels = CvBridge().imgmsg_to_cv2(message, desired_encoding="passthrough")
+        return image_to_array(message.height, message.width, message.encoding, message.width * (
+            1 if message.encoding == "mono8" else 3), np.ascontiguousarray(pixels).tobytes(), expected_shape)
+    return image_to_array(message.height, message.width, message.encoding, message.step,
+                          bytes(message.data), expected_shape)
+
+
+def array_to_image_message(pixels_hwc: np.ndarray, stamp: Time, frame_id: str) -> Image:
+    """(H, W, 3) uint8 RGB -> sensor_msgs/Image rgb8."""
+    height, width, _ = pixels_hwc.shape
+    message = Image(height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3)
+    message.data = np.ascontiguousarray(pixels_hwc, dtype=np.uint8).tobytes()
+    message.header.stamp = stamp.to_msg()
+    message.header.frame_id = frame_id
+    return message
+
+
+def chunk_to_message(chunk: Chunk, joint_names: Sequence[str], stamp: Time, method: str, guidance: str
+                     ) -> ActionChunk:
+    horizon, action_dim = chunk.actions.shape
+    message = ActionChunk(
+        joint_names=list(joint_names), prediction_horizon=horizon, action_dim=action_dim,
+        start_tick=chunk.start_tick, inference_delay=chunk.inference_delay,
+        execution_horizon=chunk.execution_horizon, method=method, guidance=guidance,
+        latency_ms=float(chunk.latency_s * 1e3), sequence=chunk.sequence + 1)
+    message.actions = chunk.actions.astype(np.float32).ravel().tolist()
+    message.header.stamp = stamp.to_msg()
+    return message
+
+
+def message_to_chunk(message: ActionChunk, joint_names: Sequence[str], prediction_horizon: int) -> Chunk:
+    """Validate an incoming chunk against the controller's configuration; ValueError says what is wrong."""
+    if list(message.joint_names) != list(joint_names):
+        raise ValueError(f"chunk joints {list(message.joint_names)} differ from the controller's {list(joint_names)}")
+    shape = (message.prediction_horizon, message.action_dim)
+    if shape != (prediction_horizon, len(joint_names)):
+        raise ValueError(f"chunk is {shape[0]}x{shape[1]}, the controller expects {prediction_horizon}x{len(joint_names)}")
+    actions = np.asarray(message.actions, dtype=np.float64)
+    if actions.size != shape[0] * shape[1]:
+        raise ValueError(f"chunk carries {actions.size} values for {shape[0]}x{shape[1]} actions")
+    if not np.all(np.isfinite(actions)):
+        raise ValueError("chunk contains NaN or infinite actions")
+    return Chunk(actions.reshape(shape), message.start_tick, message.sequence - 1, message.inference_delay,
+                 message.execution_horizon, message.latency_ms / 1e3)
+
+
+def controller_tick_message(state: ControllerState, period_s: float, stamp: Time) -> ControllerTick:
+    """Message sequences count from 1 so that 0 can mean "no chunk yet"; the core's count from 0."""
+    message = ControllerTick(tick=state.tick, chunk_sequence=state.sequence + 1, chunk_start_tick=state.start_tick,
+                             observed_delay=state.observed_delay, period_s=period_s)
+    message.header.stamp = stamp.to_msg()
+    return message
+
+
+def message_to_controller_state(message: ControllerTick) -> ControllerState:
+    return ControllerState(tick=message.tick, sequence=message.chunk_sequence - 1,
+                           start_tick=message.chunk_start_tick, observed_delay=message.observed_delay)
+
+
+__all__ = ["COMMAND_TYPES", "ObservationError", "array_to_image_message", "chunk_to_message",
+           "command_message", "command_positions", "controller_tick_message", "image_message_to_array",
+           "message_to_chunk", "message_to_controller_state"]

@@ -1,0 +1,184 @@
+"""Declared parameters of the RTC nodes, and their validated snapshot.
+
+Every parameter has a description and, where it makes sense, a range that rclpy enforces. H,
+the joint names and anything that sizes buffers are read-only: they are fixed when the node
+starts (from config/*.yaml). Cross-parameter rules (s_min < H, one limit per joint, ...) live
+in :class:`RtcParameters`, a frozen dataclass built once at start; runtime changes of the
+tunable ones are checked by the same code in the on-set callback before they are accepted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.node import Node
+
+from rtc_ros.core.guidance import GuidanceMode, guidance_mode
+from rtc_ros.core.methods import Method, method
+from rtc_ros.runtime.command_filter import JointLimits
+
+
+class CommandFormat(enum.Enum):
+    JOINT_TRAJECTORY = "joint_trajectory"
+    """trajectory_msgs/JointTrajectory with one point (ros2_control joint_trajectory_controller)."""
+    FLOAT64_MULTI_ARRAY = "float64_multi_array"
+    """std_msgs/Float64MultiArray in joint_names order (forward_command_controller)."""
+    JOINT_STATE = "joint_state"
+    """sensor_msgs/JointState with names and positions."""
+
+
+class ControllerPlacement(enum.Enum):
+    THREAD = "thread"
+    """Control loop in a thread of the inference node's process, chunks in an in-process slot."""
+    PROCESS = "process"
+    """Control loop in its own process (no GIL contention with torch), chunks in shared memory."""
+    TOPIC = "topic"
+    """A separate controller node, possibly on another machine; chunks travel as messages."""
+
+
+def _enum(kind: type[enum.Enum], value: str, parameter: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        names = ", ".join(m.value for m in kind)
+        raise ValueError(f"{parameter} must be one of {names}, got {value!r}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RtcParameters:
+    joint_names: tuple[str, ...]
+    position_lower: tuple[float, ...]
+    position_upper: tuple[float, ...]
+    max_velocity: tuple[float, ...]
+    control_rate_hz: float
+    command_format: CommandFormat
+    prediction_horizon: int
+    min_execution_horizon: int
+    delay_window: int
+    initial_inference_delay: int
+    num_steps: int
+    beta: float
+    guidance: GuidanceMode
+    method: Method
+    device: str
+    policy: str
+    camera_names: tuple[str, ...]
+    image_height: int
+    image_width: int
+    max_observation_age_s: float
+    controller: ControllerPlacement
+    hardware_id: str
+
+    def __post_init__(self) -> None:
+        if not self.min_execution_horizon < self.prediction_horizon:
+            raise ValueError(f"min_execution_horizon (s_min) must be < prediction_horizon (H) = "
+                             f"{self.prediction_horizon}, got {self.min_execution_horizon}")
+        if self.initial_inference_delay > self.prediction_horizon - self.min_execution_horizon:
+            raise ValueError(f"initial_inference_delay must be <= H - s_min = "
+                             f"{self.prediction_horizon - self.min_execution_horizon}, got {self.initial_inference_delay}")
+        if not self.beta > 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        self.joint_limits()  # per-joint lengths and orderings
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.control_rate_hz
+
+    def joint_limits(self) -> JointLimits:
+        max_step = tuple(v * self.period_s for v in self.max_velocity)
+        return JointLimits(self.joint_names, self.position_lower, self.position_upper, max_step)
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> "RtcParameters":
+        """Build from raw parameter values (as rclpy holds them), converting enums and lists."""
+        v = dict(values)
+        for name in ("joint_names", "position_lower", "position_upper", "max_velocity", "camera_names"):
+            v[name] = tuple(v[name])
+        v["command_format"] = _enum(CommandFormat, v["command_format"], "command_format")
+        v["controller"] = _enum(ControllerPlacement, v["controller"], "controller")
+        v["guidance"] = guidance_mode(v["guidance"])
+        v["method"] = method(v["method"])
+        return cls(**v)
+
+
+def _describe(description: str, read_only: bool = False, integer_range: tuple[int, int] | None = None,
+              float_range: tuple[float, float] | None = None) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    if integer_range is not None:
+        descriptor.integer_range = [IntegerRange(from_value=integer_range[0], to_value=integer_range[1], step=1)]
+    if float_range is not None:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float_range[0], to_value=float_range[1])]
+    return descriptor
+
+
+_DEFAULT_JOINTS = [f"{arm}_{joint}" for arm in ("left", "right") for joint in
+                   ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")]
+
+# name: (default, descriptor). Defaults are the paper's real-robot values at 50 Hz.
+DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
+    "joint_names": (_DEFAULT_JOINTS, _describe(
+        "Joints commanded, in the order of the policy's action vector", read_only=True)),
+    "position_lower": ([-3.14] * 14, _describe("Lower position limit per joint (rad or m)", read_only=True)),
+    "position_upper": ([3.14] * 14, _describe("Upper position limit per joint (rad or m)", read_only=True)),
+    "max_velocity": ([3.14] * 14, _describe(
+        "Largest commanded velocity per joint (rad/s or m/s); bounds the command step per tick", read_only=True)),
+    "control_rate_hz": (50.0, _describe("Controller rate (Hz); the policy's action rate", read_only=True,
+                                        float_range=(1.0, 1000.0))),
+    "command_format": ("joint_trajectory", _describe(
+        "Command message: joint_trajectory, float64_multi_array or joint_state", read_only=True)),
+    "prediction_horizon": (50, _describe("H: actions per chunk (must match the policy)", read_only=True,
+                                         integer_range=(2, 1000))),
+    "min_execution_horizon": (25, _describe("s_min: actions executed before the next inference starts",
+                                            integer_range=(1, 999))),
+    "delay_window": (10, _describe("b: observed delays kept; d is their maximum", read_only=True,
+                                   integer_range=(1, 1000))),
+    "initial_inference_delay": (0, _describe("d assumed until the first delay is observed (ticks)",
+                                             integer_range=(0, 999))),
+    "num_steps": (5, _describe("n: denoising steps per chunk", integer_range=(1, 100))),
+    "beta": (5.0, _describe("Guidance-weight clip (> 0)", float_range=(1e-3, 100.0))),
+    "guidance": ("vjp", _describe("Guidance gradient: vjp (exact) or stop_gradient (no backward pass)")),
+    "method": ("rtc_soft", _describe(
+        "rtc_soft, rtc_hard, naive_async, bid, temporal_ensembling or sync", read_only=True)),
+    "device": ("cpu", _describe("torch device for inference: cpu, cuda, cuda:N", read_only=True)),
+    "policy": ("", _describe("Checkpoint path of the policy (empty: the demo's shipped policy)", read_only=True)),
+    "camera_names": (["top"], _describe(
+        "Cameras the policy sees; each subscribes to <name>/image_raw (remap in launch)", read_only=True)),
+    "image_height": (96, _describe("Image height the policy expects (px)", read_only=True, integer_range=(1, 4096))),
+    "image_width": (96, _describe("Image width the policy expects (px)", read_only=True, integer_range=(1, 4096))),
+    "max_observation_age_s": (0.5, _describe(
+        "Observations older than this are rejected as stale (s)", float_range=(0.001, 60.0))),
+    "controller": ("process", _describe(
+        "Where the control loop runs: process (own process, shared memory), thread, or topic (separate node)",
+        read_only=True)),
+    "hardware_id": ("rtc_robot", _describe("hardware_id reported in /diagnostics", read_only=True)),
+}
+
+TUNABLE = ("min_execution_horizon", "initial_inference_delay", "num_steps", "beta", "guidance",
+           "max_observation_age_s")
+"""Parameters that may change while running; all others are read-only."""
+
+
+def declare(node: Node, names: tuple[str, ...] | None = None) -> RtcParameters:
+    """Declare the parameters (all, or ``names`` plus defaults for the rest) and validate them."""
+    values = {}
+    for name, (default, descriptor) in DECLARATIONS.items():
+        if names is None or name in names:
+            if isinstance(default, list) and not default:
+                descriptor.type = ParameterType.PARAMETER_STRING_ARRAY
+            values[name] = node.declare_parameter(name, default, descriptor).value
+        else:
+            values[name] = default
+    return RtcParameters.from_values(values)
+
+
+def with_changes(current: RtcParameters, changes: dict[str, Any]) -> RtcParameters:
+    """The snapshot after ``changes``; raises ValueError naming the broken rule."""
+    values = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+    for key in ("command_format", "controller", "guidance", "method"):
+        values[key] = values[key].value
+    values.update(changes)
+    return RtcParameters.from_values(values)

@@ -1,0 +1,132 @@
+"""Simulated bimanual robot node: behaves like the robot's ROS interface.
+
+Subscribes to ``commands`` (the format the controller publishes), steps the simulator in real
+time, publishes ``joint_states`` (sensor QoS) and ``<camera>/image_raw`` at their rates, and
+reports the task on ``/diagnostics`` (``success``, ``target_distance_m``). Invalid commands
+(wrong joints, NaN) are rejected with a warning; the arms keep tracking the last valid one.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+
+from rtc_ros.nodes.controller_links import COMMAND_QOS
+from rtc_ros.nodes.inference_node import run
+from rtc_ros.nodes.messages import COMMAND_TYPES, array_to_image_message, command_positions
+from rtc_ros.nodes.parameters import CommandFormat, _enum
+from rtc_ros.sim.bimanual import BimanualConfig, BimanualSim
+
+_DECLARATIONS = {
+    "command_format": ("joint_trajectory", "Command message the robot accepts (as the controller's)"),
+    "joint_state_rate_hz": (100.0, "Rate of joint_states (Hz)"),
+    "camera_rate_hz": (15.0, "Rate of camera images (Hz)"),
+    "camera_name": ("top", "Camera; publishes <camera_name>/image_raw"),
+    "physics_rate_hz": (250.0, "How often the simulator is advanced to wall time (Hz)"),
+    "seed": (0, "Seed of the simulator's random streams"),
+    "reset_on_episode_end": (True, "Start a new episode (new cube positions) when one ends"),
+}
+
+
+class SimNode(Node):
+    def __init__(self, node_name: str = "bimanual_sim", **node_kwargs) -> None:
+        super().__init__(node_name, **node_kwargs)
+        values = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
+                  for name, (default, text) in _DECLARATIONS.items()}
+        self.command_format = _enum(CommandFormat, values["command_format"], "command_format")
+        if not (values["joint_state_rate_hz"] > 0 and values["camera_rate_hz"] > 0 and values["physics_rate_hz"] > 0):
+            raise ValueError("joint_state_rate_hz, camera_rate_hz and physics_rate_hz must be > 0")
+        self.sim = BimanualSim(BimanualConfig(), np.random.default_rng(values["seed"]))
+        self._reset_on_end = values["reset_on_episode_end"]
+        self._camera = values["camera_name"]
+        self._lock = threading.Lock()
+        self.rejected_commands = 0
+        self.episodes = 0
+        self.successes = 0
+        self._joint_publisher = self.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
+        self._image_publisher = self.create_publisher(Image, f"{self._camera}/image_raw", qos_profile_sensor_data)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(COMMAND_TYPES[self.command_format], "commands", self._on_command, COMMAND_QOS)
+        self.create_timer(1.0 / values["joint_state_rate_hz"], self._publish_joint_state)
+        self.create_timer(1.0 / values["camera_rate_hz"], self._publish_image)
+        self.create_timer(1.0, self._publish_task)
+        self._physics_period_s = 1.0 / values["physics_rate_hz"]
+        self._stop = threading.Event()
+        self._physics = threading.Thread(target=self._run_physics, name="sim_physics", daemon=True)
+        self._physics.start()
+
+    def _on_command(self, message) -> None:
+        try:
+            positions = command_positions(self.command_format, self.sim.joint_names, message)
+        except ValueError as error:
+            self.rejected_commands += 1
+            self.get_logger().warning(f"rejected command: {error}", throttle_duration_sec=2.0)
+            return
+        with self._lock:
+            self.sim.set_command(positions)
+
+    def _run_physics(self) -> None:
+        """Advance the simulator to wall time at absolute deadlines."""
+        last = time.monotonic()
+        while not self._stop.wait(max(0.0, last + self._physics_period_s - time.monotonic())):
+            now = time.monotonic()
+            with self._lock:
+                self.sim.step(min(now - last, 0.1))
+                if self.sim.episode_over:
+                    self.episodes += 1
+                    self.successes += int(self.sim.task_success())
+                    if self._reset_on_end:
+                        self.sim.reset()
+            last = now
+
+    def _publish_joint_state(self) -> None:
+        with self._lock:
+            names, positions, velocities = self.sim.joint_state()
+        message = JointState(name=list(names), position=positions.tolist(), velocity=velocities.tolist())
+        message.header.stamp = self.get_clock().now().to_msg()
+        self._joint_publisher.publish(message)
+
+    def _publish_image(self) -> None:
+        with self._lock:
+            pixels = self.sim.render()
+        self._image_publisher.publish(array_to_image_message(pixels, self.get_clock().now(), self._camera))
+
+    def task_report(self) -> dict[str, str]:
+        with self._lock:
+            return {
+                "success": str(self.sim.task_success()).lower(),
+                "target_distance_m": ",".join(f"{d:.3f}" for d in self.sim.target_distances()),
+                "episode_time_s": f"{self.sim.time_s:.2f}",
+                "episodes_completed": str(self.episodes),
+                "episodes_succeeded": str(self.successes),
+                "rejected_commands": str(self.rejected_commands),
+            }
+
+    def _publish_task(self) -> None:
+        values = self.task_report()
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status.append(DiagnosticStatus(
+            level=DiagnosticStatus.OK, name=f"{self.get_fully_qualified_name()}: task",
+            message="both cubes grasped" if values["success"] == "true" else "task in progress",
+            hardware_id="bimanual_sim", values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+        self._diagnostics_publisher.publish(array)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._physics.join(1.0)
+
+
+def main(args=None) -> None:
+    run(SimNode, args)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,242 @@
+"""The controller's fixed-rate loop: one tick of Algorithm 1 every period, never blocking.
+
+Each tick reads the newest chunk from a lock-free slot, lets the
+:class:`~rtc_ros.core.scheduler.ChunkExecutor` pick the action that is due, passes it through the
+:class:`~rtc_ros.runtime.command_filter.CommandFilter` and hands the command to a sink (a ROS
+publisher, a simulator). The loop sleeps until absolute deadlines, so timing errors do not
+accumulate; when it falls more than a period behind it restarts its schedule from now rather
+than bursting to catch up (a robot must not receive a volley of stale commands).
+
+It runs in a thread of the caller's process, or, because torch inference in the same process
+costs a Python thread several milliseconds of jitter through the GIL, in a process of its own
+(:func:`start_control_process`) that exchanges chunks and state through shared memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import signal
+import threading
+import time
+import uuid
+from typing import Callable, Protocol
+
+import numpy as np
+
+from rtc_ros.core.handover import SharedMemorySlot, shared_chunk_slot, shared_state_slot
+from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, TickResult
+from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
+from rtc_ros.runtime.stats import RollingStats
+
+
+class Slot(Protocol):
+    def publish(self, item) -> None: ...
+    def latest(self): ...
+
+
+CommandSink = Callable[[np.ndarray], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerReport:
+    """Counters and timing of the control loop, as published for diagnostics."""
+
+    ticks: int = 0
+    commands_published: int = 0
+    swaps: int = 0
+    underruns: int = 0
+    rejected_actions: int = 0
+    clamped_commands: int = 0
+    overruns: int = 0
+    period_error_p50_ms: float = float("nan")
+    period_error_p99_ms: float = float("nan")
+    period_error_max_ms: float = float("nan")
+    underrun_active: bool = False
+
+    def to_array(self) -> np.ndarray:
+        return np.array(dataclasses.astuple(self), dtype=np.float64)
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> "ControllerReport":
+        kinds = [f.type for f in dataclasses.fields(cls)]
+        return cls(*(bool(v) if k in ("bool", bool) else int(v) if k in ("int", int) else float(v)
+                     for k, v in zip(kinds, values)))
+
+
+_REPORT_WORDS = len(dataclasses.fields(ControllerReport))
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        period_s: float,
+        executor: ChunkExecutor,
+        chunks: Slot,
+        states: Slot,
+        command_filter: CommandFilter,
+        command_sink: CommandSink,
+        on_tick: Callable[[TickResult, np.ndarray | None], None] | None = None,
+    ) -> None:
+        if not period_s > 0:
+            raise ValueError(f"period_s must be > 0, got {period_s}")
+        self.period_s = period_s
+        self.executor = executor
+        self._chunks, self._states = chunks, states
+        self.command_filter = command_filter
+        self._command_sink = command_sink
+        self._on_tick = on_tick
+        self.period_errors_ms = RollingStats()
+        self.ticks = 0
+        self.commands_published = 0
+        self.overruns = 0
+        self._underrun_active = False
+
+    def step(self) -> TickResult:
+        """One tick: newest chunk -> due action -> safety filter -> sink; then publish state."""
+        result = self.executor.tick(self._chunks.latest())
+        command = None if result.action is None else self.command_filter.apply(result.action)
+        if command is not None:
+            self._command_sink(command)
+            self.commands_published += 1
+        self._states.publish(self.executor.state)
+        self._underrun_active = result.underrun
+        self.ticks += 1
+        if self._on_tick is not None:
+            self._on_tick(result, command)
+        return result
+
+    def run(self, stop: threading.Event, duration_s: float | None = None) -> None:
+        """Tick at absolute deadlines until ``stop`` is set (or ``duration_s`` elapsed)."""
+        start = time.monotonic()
+        deadline = start
+        while not stop.is_set():
+            now = time.monotonic()
+            if duration_s is not None and now - start >= duration_s:
+                break
+            if now < deadline:
+                time.sleep(deadline - now)
+                now = time.monotonic()
+            self.period_errors_ms.add((now - deadline) * 1e3)
+            self.step()
+            deadline += self.period_s
+            if time.monotonic() - deadline > self.period_s:
+                self.overruns += 1
+                deadline = time.monotonic()
+
+    def report(self) -> ControllerReport:
+        return ControllerReport(
+            ticks=self.ticks,
+            commands_published=self.commands_published,
+            swaps=self.executor.swaps,
+            underruns=self.executor.underruns,
+            rejected_actions=self.command_filter.rejected_actions,
+            clamped_commands=self.command_filter.clamped_commands,
+            overruns=self.overruns,
+            period_error_p50_ms=self.period_errors_ms.percentile(50),
+            period_error_p99_ms=self.period_errors_ms.percentile(99),
+            period_error_max_ms=self.period_errors_ms.max(),
+            underrun_active=self._underrun_active,
+        )
+
+
+def shared_report_slot(name: str, create: bool = False) -> SharedMemorySlot[ControllerReport]:
+    return SharedMemorySlot(name, _REPORT_WORDS, ControllerReport.to_array, ControllerReport.from_array, create)
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlProcessSpec:
+    """Everything the control process needs; picklable so that it survives ``spawn``."""
+
+    period_s: float
+    chunk_shape: tuple[int, int]
+    limits: JointLimits
+    pause_after: int | None
+    make_sink: Callable[[], CommandSink]
+    """Called in the child process (e.g. creates a ROS publisher there); must be picklable.
+    The sink's ``close()``, if it has one, is called when the loop stops."""
+    initial_positions: tuple[float, ...] | None = None
+    report_period_s: float = 0.2
+
+
+class ControlProcess:
+    """The control loop in a process of its own, with chunks, state and reports in shared memory.
+
+    The parent publishes chunks with :meth:`publish_chunk` and reads :meth:`controller_state`
+    and :meth:`report`; all three are lock-free shared-memory slots.
+    """
+
+    def __init__(self, spec: ControlProcessSpec) -> None:
+        prefix = f"rtc_{uuid.uuid4().hex[:10]}"
+        self._names = (f"{prefix}_c", f"{prefix}_s", f"{prefix}_r")
+        self._chunks = shared_chunk_slot(self._names[0], spec.chunk_shape, create=True)
+        self._states = shared_state_slot(self._names[1], create=True)
+        self._reports = shared_report_slot(self._names[2], create=True)
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._process = context.Process(target=_control_process_main, args=(spec, self._names, self._stop),
+                                        name="rtc_control_loop", daemon=True)
+        self._final_report: ControllerReport | None = None
+
+    def start(self) -> None:
+        self._process.start()
+
+    def publish_chunk(self, chunk: Chunk) -> None:
+        self._chunks.publish(chunk)
+
+    def latest(self) -> Chunk | None:
+        return self._chunks.latest()
+
+    def controller_state(self) -> ControllerState | None:
+        return self._states.latest()
+
+    def report(self) -> ControllerReport:
+        if self._final_report is not None:
+            return self._final_report
+        return self._reports.latest() or ControllerReport()
+
+    def is_alive(self) -> bool:
+        return self._process.is_alive()
+
+    def stop(self, timeout_s: float = 5.0) -> int | None:
+        """Stop the loop (it sends nothing afterwards) and release shared memory; the exit code."""
+        self._stop.set()
+        if self._process.pid is not None:
+            self._process.join(timeout_s)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        self._final_report = self.report()
+        for slot in (self._chunks, self._states, self._reports):
+            slot.close()
+        return self._process.exitcode
+
+
+def _control_process_main(spec: ControlProcessSpec, names: tuple[str, str, str], stop) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides when the loop stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    chunks = shared_chunk_slot(names[0], spec.chunk_shape)
+    states = shared_state_slot(names[1])
+    reports = shared_report_slot(names[2])
+    command_filter = CommandFilter(spec.limits)
+    command_filter.reset(None if spec.initial_positions is None else np.asarray(spec.initial_positions))
+    sink = spec.make_sink()
+    loop = ControlLoop(spec.period_s, ChunkExecutor(pause_after=spec.pause_after), chunks, states,
+                       command_filter, sink)
+    reporter_stop = threading.Event()
+
+    def publish_reports() -> None:
+        while not reporter_stop.wait(spec.report_period_s):
+            reports.publish(loop.report())
+
+    reporter = threading.Thread(target=publish_reports, daemon=True)
+    reporter.start()
+    try:
+        loop.run(stop)
+    finally:
+        reporter_stop.set()
+        reporter.join()
+        reports.publish(loop.report())
+        if hasattr(sink, "close"):
+            sink.close()
+        for slot in (chunks, states, reports):
+            slot.close()

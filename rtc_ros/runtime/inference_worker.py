@@ -1,0 +1,148 @@
+"""The inference side of Algorithm 1 as a background thread.
+
+It waits until the controller has consumed s_min actions of the current chunk, takes the
+newest observation, generates the next chunk with the configured method (RTC by default)
+and publishes it to the controller. Each step is a call to the core; this module only adds
+the thread, timing and the handling of missing observations.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from rtc_ros.core.methods import ChunkGenerator
+from rtc_ros.core.scheduler import INITIAL_CONTROLLER_STATE, Chunk, ControllerState, InferencePlanner
+from rtc_ros.runtime.stats import RollingStats
+
+_LOG = logging.getLogger(__name__)
+
+ObservationSource = Callable[[], Mapping[str, Any] | None]
+"""Returns the newest complete, fresh observation (batch of 1, torch tensors), or None."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceReport:
+    chunks: int
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_max_ms: float
+    delay_history: tuple[int, ...]
+    inference_delay_estimate: int
+    execution_horizon: int
+    delay_clamps: int
+    waiting_for_observation: bool
+    failures: int
+
+
+class InferenceWorker:
+    def __init__(
+        self,
+        planner: InferencePlanner,
+        generator: ChunkGenerator,
+        observations: ObservationSource,
+        controller_state: Callable[[], ControllerState | None],
+        publish_chunk: Callable[[Chunk], None],
+        poll_period_s: float = 0.001,
+        on_chunk: Callable[[Chunk], None] | None = None,
+    ) -> None:
+        self.planner = planner
+        self.generator = generator
+        self._observations = observations
+        self._controller_state = controller_state
+        self._publish_chunk = publish_chunk
+        self._poll_period_s = poll_period_s
+        self._on_chunk = on_chunk
+        self._current: Chunk | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.latencies_ms = RollingStats(window=1000)
+        self.last_execution_horizon = 0
+        self.waiting_for_observation = False
+        self.failures = 0
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="rtc_inference", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def warm_up(self, observation: Mapping[str, Any]) -> float:
+        """Run one unguided and one guided inference whose chunks are thrown away; seconds taken.
+
+        The first calls pay one-off costs (allocator growth, autograd set-up, kernel selection)
+        that would otherwise land in the first observed delays and inflate d for b chunks.
+        """
+        started = time.perf_counter()
+        chunk = self.generator.generate(observation, None, 0, 0)
+        horizon = chunk.shape[1]
+        s = self.planner.min_execution_horizon
+        self.generator.generate(observation, chunk[:, s:].cpu(), min(1, horizon - s), s)
+        return time.perf_counter() - started
+
+    def step(self) -> Chunk | None:
+        """Run one inference if one is due and an observation is available; the new chunk."""
+        state = self._controller_state() or INITIAL_CONTROLLER_STATE
+        if not self.planner.ready(state):
+            return None
+        observation = self._observations()
+        self.waiting_for_observation = observation is None
+        if observation is None:
+            return None
+        started = time.perf_counter()
+        request = self.planner.plan(state, self._current)
+        unexecuted = None if request.warmup else torch.from_numpy(np.array(request.unexecuted))[None].float()
+        actions = self.generator.generate(observation, unexecuted, request.inference_delay, request.execution_horizon)
+        actions = actions[0].detach().to("cpu", torch.float64).numpy()
+        latency_s = time.perf_counter() - started
+        chunk = Chunk(actions, request.request_tick, request.sequence, request.inference_delay,
+                      request.execution_horizon, latency_s)
+        if not request.warmup:
+            self.latencies_ms.add(latency_s * 1e3)  # the warm-up pays one-off costs (allocation, caches)
+        self.last_execution_horizon = request.execution_horizon
+        self._current = chunk
+        self._publish_chunk(chunk)
+        if self._on_chunk is not None:
+            self._on_chunk(chunk)
+        return chunk
+
+    def report(self) -> InferenceReport:
+        return InferenceReport(
+            chunks=self.latencies_ms.count + (self._current is not None),
+            latency_p50_ms=self.latencies_ms.percentile(50),
+            latency_p95_ms=self.latencies_ms.percentile(95),
+            latency_max_ms=self.latencies_ms.max(),
+            delay_history=self.planner.delays.history,
+            inference_delay_estimate=self.planner.delays.estimate(),
+            execution_horizon=self.last_execution_horizon,
+            delay_clamps=self.planner.delay_clamps,
+            waiting_for_observation=self.waiting_for_observation,
+            failures=self.failures,
+        )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                chunk = self.step()
+            except Exception as error:  # noqa: BLE001 - a failed inference must not kill the thread
+                # The controller keeps executing the current chunk and then holds (underrun);
+                # the planner's pending request is dropped so that the next one can start.
+                self.failures += 1
+                self.error = error
+                _LOG.exception("inference failed; the controller holds after the current chunk")
+                self.planner.abandon_pending()
+                chunk = None
+            if chunk is None:
+                self._stop.wait(self._poll_period_s)

@@ -1,0 +1,132 @@
+"""Assembling the policy's observation from the newest joint state and camera images.
+
+Joint states are mapped by name (a driver may publish joints in any order, or several
+messages each with some of the joints); images are checked for encoding and size and
+converted to (C, H, W) uint8. An observation is complete when every configured joint and
+camera has been received, and fresh when none of them is older than ``max_age_s``. Anything
+else is rejected with a reason, so the inference node can warn and wait instead of acting on
+a partial or stale view of the world.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Sequence
+
+import numpy as np
+import torch
+
+SUPPORTED_ENCODINGS = {"rgb8": (3, False), "bgr8": (3, True), "mono8": (1, False)}
+"""encoding -> (channels, reversed channel order)."""
+
+
+class ObservationError(ValueError):
+    """A message that cannot become part of an observation; the text says why."""
+
+
+def image_to_array(height: int, width: int, encoding: str, step: int, data: bytes | memoryview,
+                   expected_shape: tuple[int, int, int]) -> np.ndarray:
+    """sensor_msgs/Image fields -> (C, H, W) uint8 RGB (or mono), validated against expected (C, H, W)."""
+    if encoding not in SUPPORTED_ENCODINGS:
+        raise ObservationError(f"image encoding {encoding!r} is not supported; use one of "
+                               f"{', '.join(sorted(SUPPORTED_ENCODINGS))}")
+    channels, reverse = SUPPORTED_ENCODINGS[encoding]
+    if (channels, height, width) != tuple(expected_shape):
+        raise ObservationError(f"image is {channels}x{height}x{width} (CxHxW), the policy expects "
+                               f"{'x'.join(map(str, expected_shape))}; resize the camera stream")
+    if step < width * channels or len(data) < step * height:
+        raise ObservationError(f"image data too short: step {step}, {len(data)} bytes for {height} rows")
+    rows = np.frombuffer(data, dtype=np.uint8, count=step * height).reshape(height, step)
+    pixels = rows[:, :width * channels].reshape(height, width, channels)
+    if reverse:
+        pixels = pixels[..., ::-1]
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class ObservationSpec:
+    joint_names: tuple[str, ...]
+    camera_names: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    """(C, H, W) every camera must deliver."""
+    max_age_s: float
+
+    def __post_init__(self) -> None:
+        if not self.joint_names:
+            raise ValueError("joint_names must not be empty")
+        if not self.max_age_s > 0:
+            raise ValueError(f"max_age_s must be > 0, got {self.max_age_s}")
+
+
+class ObservationAssembler:
+    """Thread-safe store of the newest inputs; :meth:`assemble` returns a policy observation.
+
+    Subscriber callbacks write, the inference thread reads; a lock guards the small dict
+    updates (this is not on the controller's path).
+    """
+
+    def __init__(self, spec: ObservationSpec) -> None:
+        self.spec = spec
+        self._index = {name: i for i, name in enumerate(spec.joint_names)}
+        self._positions = np.full(len(spec.joint_names), np.nan)
+        self._joint_stamps = np.full(len(spec.joint_names), -np.inf)
+        self._images: dict[str, tuple[np.ndarray, float]] = {}
+        self._lock = threading.Lock()
+        self.rejected = 0
+        self.last_rejection = ""
+
+    def add_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp_s: float) -> None:
+        """Keep the configured joints of a JointState; unknown names are ignored (other devices)."""
+        if len(names) != len(positions):
+            self._reject(f"joint state has {len(names)} names but {len(positions)} positions")
+            return
+        values = np.asarray(positions, dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            self._reject("joint state contains NaN or infinite positions")
+            return
+        with self._lock:
+            for name, value in zip(names, values):
+                index = self._index.get(name)
+                if index is not None:
+                    self._positions[index] = value
+                    self._joint_stamps[index] = stamp_s
+
+    def add_image(self, camera: str, image: np.ndarray, stamp_s: float) -> None:
+        with self._lock:
+            self._images[camera] = (image, stamp_s)
+
+    def reject(self, reason: str) -> None:
+        """Count a message rejected before it reached the assembler (e.g. a bad image)."""
+        self._reject(reason)
+
+    def joint_positions(self) -> np.ndarray:
+        with self._lock:
+            return self._positions.copy()
+
+    def assemble(self, now_s: float) -> tuple[dict[str, torch.Tensor] | None, str]:
+        """(observation, "") when complete and fresh, else (None, the reason)."""
+        with self._lock:
+            missing = [n for n, stamp in zip(self.spec.joint_names, self._joint_stamps) if stamp == -np.inf]
+            if missing:
+                return None, f"no joint state yet for {', '.join(missing)}"
+            oldest_joint = now_s - float(self._joint_stamps.min())
+            if oldest_joint > self.spec.max_age_s:
+                return None, f"joint state is {oldest_joint:.3f} s old (max_age_s {self.spec.max_age_s})"
+            images = []
+            for camera in self.spec.camera_names:
+                if camera not in self._images:
+                    return None, f"no image yet from camera {camera}"
+                image, stamp = self._images[camera]
+                if now_s - stamp > self.spec.max_age_s:
+                    return None, (f"image from camera {camera} is {now_s - stamp:.3f} s old "
+                                  f"(max_age_s {self.spec.max_age_s})")
+                images.append(image)
+            observation = {"state": torch.from_numpy(self._positions.astype(np.float32))[None]}
+        if images:
+            stacked = np.concatenate(images, axis=0) if len(images) > 1 else images[0]
+            observation["image"] = torch.from_numpy(np.ascontiguousarray(stacked))[None]
+        return observation, ""
+
+    def _reject(self, reason: str) -> None:
+        self.rejected += 1
+        self.last_rejection = reason
