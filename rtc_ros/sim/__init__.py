@@ -1,0 +1,19 @@
+"""A ROS-free simulated bimanual robot, its grasp task, a scripted expert and demonstrations.
+
+numpy only. ``bimanual`` (robot, task, camera), ``kinematics`` (ViperX-shaped chain),
+``render`` (camera and rasteriser), ``expert`` (scripted planner queried for action chunks),
+``dataset`` (expert demonstrations as arrays).
+"""
+from rtc_ros.sim.bimanual import BimanualConfig, BimanualSim
+from rtc_ros.sim.dataset import Demonstrations, generate_demonstrations, run_expert_episode
+from rtc_ros.sim.expert import ExpertConfig, ScriptedExpert
+
+__all__ = [
+    "BimanualConfig",
+    "BimanualSim",
+    "Demonstrations",
+    "ExpertConfig",
+    "ScriptedExpert",
+    "generate_demonstrations",
+    "run_expert_episode",
+]
