@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from rtc_ros.core.handover import AtomicSlot
 from rtc_ros.core.methods import ChunkingConfig, make_executor
@@ -26,7 +26,9 @@ from rtc_ros.runtime.control_loop import ControlLoop, ControlProcess, ControlPro
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 """ros2_control's command subscriptions are RELIABLE: a BEST_EFFORT publisher never connects."""
-CHUNK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+CHUNK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""Chunks and controller ticks: only the newest matters, and a late-joining controller (or a
+chunk published before discovery completed) must still receive it."""
 
 
 class CommandPublisher:
@@ -86,6 +88,7 @@ class RosCommandSinkFactory:
 
     node_name: str
     namespace: str
+    domain_id: int
     ros_args: tuple[str, ...]
     command_format: CommandFormat
     joint_names: tuple[str, ...]
@@ -98,7 +101,8 @@ class RosCommandSinkFactory:
 class _ProcessCommandSink:
     def __init__(self, factory: RosCommandSinkFactory) -> None:
         self._context = rclpy.Context()
-        rclpy.init(args=["rtc_control", "--ros-args", *factory.ros_args], context=self._context)
+        rclpy.init(args=["rtc_control", "--ros-args", *factory.ros_args], context=self._context,
+                   domain_id=factory.domain_id)
         self._node = Node(factory.node_name, namespace=factory.namespace, context=self._context)
         self._factory = factory
         self._publisher = self._node.create_publisher(COMMAND_TYPES[factory.command_format], "commands", COMMAND_QOS)
@@ -134,7 +138,7 @@ class ProcessControllerLink:
         self._node, self._params = node, params
         self._sink_factory = RosCommandSinkFactory(
             node_name=f"{node.get_name()}_control", namespace=node.get_namespace(),
-            ros_args=_remaps_without_node_name(ros_args), command_format=params.command_format,
+            domain_id=node.context.get_domain_id(), ros_args=_remaps_without_node_name(ros_args), command_format=params.command_format,
             joint_names=params.joint_names, period_s=params.period_s)
         self._process: ControlProcess | None = None
 

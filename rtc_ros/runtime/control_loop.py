@@ -14,6 +14,7 @@ costs a Python thread several milliseconds of jitter through the GIL, in a proce
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 import signal
 import threading
@@ -27,6 +28,9 @@ from rtc_ros.core.handover import SharedMemorySlot, shared_chunk_slot, shared_st
 from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, TickResult
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
 from rtc_ros.runtime.stats import RollingStats
+
+
+_LOG = logging.getLogger(__name__)
 
 
 class Slot(Protocol):
@@ -89,6 +93,7 @@ class ControlLoop:
         self.ticks = 0
         self.commands_published = 0
         self.overruns = 0
+        self.errors = 0
         self._underrun_active = False
 
     def step(self) -> TickResult:
@@ -117,7 +122,12 @@ class ControlLoop:
                 time.sleep(deadline - now)
                 now = time.monotonic()
             self.period_errors_ms.add((now - deadline) * 1e3)
-            self.step()
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - a failing sink must not stop the robot's loop for good
+                self.errors += 1
+                if self.errors == 1 or self.errors % 500 == 0:
+                    _LOG.exception("control tick failed (%d so far)", self.errors)
             deadline += self.period_s
             if time.monotonic() - deadline > self.period_s:
                 self.overruns += 1

@@ -1,0 +1,70 @@
+"""A private ROS 2 graph for one test: its own context and domain, an executor thread, helpers."""
+from __future__ import annotations
+
+import itertools
+import os
+import pathlib
+import threading
+import time
+
+import rclpy
+import yaml
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+
+CONFIG = pathlib.Path(__file__).resolve().parent.parent / "config" / "bimanual.yaml"
+_domains = itertools.count(1 + os.getpid() % 50)
+
+
+def config_overrides(**changes) -> list[Parameter]:
+    """The bimanual config as parameter overrides, with ``changes`` applied."""
+    values = dict(yaml.safe_load(CONFIG.read_text())["/**"]["ros__parameters"])
+    values.update(changes)
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+class RosGraph:
+    def __init__(self) -> None:
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        self.domain_id = 100 + next(_domains) % 100
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=self.domain_id)
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.nodes = []
+        self.probe = self.add(rclpy.node.Node("test_probe", context=self.context))
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001 - the executor stops when the context shuts down
+            pass
+
+    def add(self, node):
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def collect(self, message_type, topic: str, qos=10) -> list:
+        received = []
+        self.probe.create_subscription(message_type, topic, received.append, qos)
+        return received
+
+    @staticmethod
+    def wait_for(predicate, timeout_s: float = 30.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        for node in reversed(self.nodes):
+            if hasattr(node, "shutdown"):
+                node.shutdown()
+        self.executor.shutdown(timeout_sec=2.0)
+        for node in self.nodes:
+            node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(2.0)

@@ -1,0 +1,260 @@
+"""The nodes on real rclpy over real DDS, in one process per test on a private domain."""
+import math
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.sh)")
+pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run scripts/setup.sh)")
+
+import torch  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rcl_interfaces.msg import Parameter as ParameterMessage  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from ros_graph import RosGraph, config_overrides  # noqa: E402
+from rtc_ros.msg import ActionChunk, ControllerTick, RtcStatus  # noqa: E402
+from rtc_ros.nodes.controller_links import CHUNK_QOS, COMMAND_QOS  # noqa: E402
+from rtc_ros.nodes.controller_node import ControllerNode  # noqa: E402
+from rtc_ros.nodes.inference_node import InferenceNode  # noqa: E402
+from rtc_ros.nodes.parameters import ControllerPlacement  # noqa: E402
+from rtc_ros.nodes.sim_node import SimNode  # noqa: E402
+from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig  # noqa: E402
+from rtc_ros.sim.bimanual import BimanualConfig  # noqa: E402
+
+JOINTS = list(BimanualConfig().joint_names)
+
+
+@pytest.fixture(scope="module")
+def policy_path(tmp_path_factory):
+    """A small untrained policy whose actions stay near the home pose: fast and safe to run."""
+    torch.manual_seed(0)
+    policy = ReferenceFlowPolicy(ReferencePolicyConfig(50, 14, 14, image_shape=(3, 96, 96), hidden_dim=32,
+                                                       num_layers=2))
+    with torch.no_grad():
+        policy.action_mean.copy_(torch.tensor(BimanualConfig().home_positions))
+        policy.action_std.fill_(0.01)
+    path = tmp_path_factory.mktemp("policy") / "policy.pt"
+    policy.save(path)
+    return str(path)
+
+
+@pytest.fixture
+def graph():
+    ros = RosGraph()
+    yield ros
+    ros.close()
+
+
+def _rtc(graph, policy_path, placement=ControllerPlacement.THREAD, name="rtc", **kwargs):
+    overrides = config_overrides(policy=policy_path, **kwargs.pop("params", {}))
+    return graph.add(InferenceNode(name, placement=placement, context=graph.context,
+                                   parameter_overrides=overrides, **kwargs))
+
+
+def _sim(graph, **kwargs):
+    return graph.add(SimNode(context=graph.context, parameter_overrides=config_overrides(), **kwargs))
+
+
+def _statuses(arrays, suffix):
+    return [s for a in arrays for s in a.status if s.name.endswith(suffix)]
+
+
+def test_default_composed_node_commands_at_50_hz_in_the_configured_joint_order(graph, policy_path):
+    """The default: the control loop in its own process, chunks through shared memory."""
+    commands = graph.collect(JointTrajectory, "commands", COMMAND_QOS)
+    statuses = graph.collect(RtcStatus, "rtc/status")
+    _sim(graph)
+    _rtc(graph, policy_path, placement=ControllerPlacement.PROCESS)
+    graph.wait_for(lambda: len(commands) >= 200 and statuses and statuses[-1].swaps >= 3, timeout_s=60,
+                   what="200 commands and 3 swaps")
+    stamps = np.array([c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in commands[-150:]])
+    rate_hz = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    assert 45.0 < rate_hz < 55.0
+    assert all(c.joint_names == JOINTS and len(c.points) == 1 for c in commands)
+    assert all(np.all(np.isfinite(c.points[0].positions)) for c in commands)
+    assert statuses[-1].commands_published >= 100 and statuses[-1].underruns == 0
+
+
+def test_controller_in_a_thread_of_the_inference_process_commands_and_reports(graph, policy_path):
+    commands = graph.collect(JointTrajectory, "commands", COMMAND_QOS)
+    statuses = graph.collect(RtcStatus, "rtc/status")
+    _sim(graph)
+    _rtc(graph, policy_path, placement=ControllerPlacement.THREAD)
+    graph.wait_for(lambda: len(commands) >= 100 and statuses and statuses[-1].swaps >= 3, timeout_s=60,
+                   what="commands and swaps from the control thread")
+    assert all(c.joint_names == JOINTS for c in commands)
+    assert statuses[-1].commands_published >= 50
+
+
+def test_diagnostics_carry_the_delay_history(graph, policy_path):
+    diagnostics = graph.collect(DiagnosticArray, "/diagnostics")
+    _sim(graph)
+    _rtc(graph, policy_path)
+    graph.wait_for(lambda: any(len(kv.value.split(",")) >= 3 for s in _statuses(diagnostics, "inference delay")
+                               for kv in s.values if kv.key == "delay_history_ticks"),
+                   what="three observed delays on /diagnostics")
+    delay = _statuses(diagnostics, "/rtc: inference delay")[-1]
+    values = {kv.key: kv.value for kv in delay.values}
+    assert all(int(d) >= 0 for d in values["delay_history_ticks"].split(","))
+    assert values["execution_horizon_ticks"] == "25" and values["device"] == "cpu"
+    assert float(values["chunk_latency_p50_ms"]) > 0
+    controller = _statuses(diagnostics, "/rtc: controller")[-1]
+    assert "period_error_p99_ms" in {kv.key for kv in controller.values}
+    assert delay.hardware_id == "bimanual_sim"
+
+
+def test_a_remapped_command_topic_carries_the_commands(graph, policy_path):
+    commands = graph.collect(JointTrajectory, "/arm/joint_trajectory", COMMAND_QOS)
+    remap = ["--ros-args", "-r", "commands:=/arm/joint_trajectory"]
+    _sim(graph, cli_args=remap)
+    _rtc(graph, policy_path, cli_args=remap)
+    graph.wait_for(lambda: len(commands) >= 20, what="commands on the remapped topic")
+
+
+def test_a_namespaced_bimanual_pair_runs_side_by_side(graph, policy_path):
+    left = graph.collect(JointTrajectory, "/left/commands", COMMAND_QOS)
+    right = graph.collect(JointTrajectory, "/right/commands", COMMAND_QOS)
+    for namespace in ("left", "right"):
+        _sim(graph, namespace=namespace)
+        _rtc(graph, policy_path, namespace=namespace)
+    graph.wait_for(lambda: len(left) >= 20 and len(right) >= 20, timeout_s=60, what="commands in both namespaces")
+
+
+def _prefix_mismatch(chunks):
+    """Largest gap between a chunk's frozen prefix and the previous chunk's actions it replaces."""
+    gaps = []
+    for old, new in zip(chunks, chunks[1:]):
+        old_actions = np.array(old.actions).reshape(old.prediction_horizon, old.action_dim)
+        new_actions = np.array(new.actions).reshape(new.prediction_horizon, new.action_dim)
+        s, d = new.execution_horizon, max(new.inference_delay, 1)
+        gaps.append(np.abs(new_actions[:d] - old_actions[s:s + d]).max())
+    return max(gaps)
+
+
+def test_split_mode_over_topics_keeps_the_continuity_of_the_composed_mode(policy_path):
+    results = {}
+    for mode in ("composed", "split"):
+        graph = RosGraph()
+        try:
+            chunks = graph.collect(ActionChunk, "rtc/chunks", CHUNK_QOS)
+            commands = graph.collect(JointTrajectory, "commands", COMMAND_QOS)
+            _sim(graph)
+            if mode == "composed":
+                _rtc(graph, policy_path)
+            else:
+                ticks = graph.collect(ControllerTick, "controller_tick", CHUNK_QOS)
+                _rtc(graph, policy_path, placement=ControllerPlacement.TOPIC)
+                graph.add(ControllerNode(context=graph.context, parameter_overrides=config_overrides()))
+            graph.wait_for(lambda: len(chunks) >= 6 and len(commands) >= 100, timeout_s=60, what=f"{mode} chunks")
+            if mode == "split":
+                assert ticks[-1].tick > ticks[0].tick and ticks[-1].chunk_sequence >= 2
+            results[mode] = _prefix_mismatch(chunks)
+        finally:
+            graph.close()
+    assert results["split"] < 0.01 and results["composed"] < 0.01
+
+
+def test_controller_node_rejects_a_nan_chunk_and_keeps_commanding(graph):
+    commands = graph.collect(JointTrajectory, "commands", COMMAND_QOS)
+    _sim(graph)
+    controller = graph.add(ControllerNode(context=graph.context, parameter_overrides=config_overrides()))
+    chunks = graph.probe.create_publisher(ActionChunk, "chunks", CHUNK_QOS)
+    home = np.array(BimanualConfig().home_positions)
+    good = ActionChunk(joint_names=JOINTS, prediction_horizon=50, action_dim=14, start_tick=0, sequence=1,
+                       actions=np.tile(home, 50).astype(np.float32).tolist())
+    graph.wait_for(lambda: controller.loop.ticks > 0 or controller.count_publishers("chunks") > 0,
+                   what="controller ready")
+    graph.wait_for(lambda: chunks.get_subscription_count() > 0, what="controller subscribed to chunks")
+    chunks.publish(good)
+    graph.wait_for(lambda: len(commands) >= 10, what="commands from the good chunk")
+    bad = ActionChunk(joint_names=JOINTS, prediction_horizon=50, action_dim=14, start_tick=5, sequence=2,
+                      actions=[math.nan] * 700)
+    chunks.publish(bad)
+    graph.wait_for(lambda: controller.rejected_chunks == 1, what="the NaN chunk to be rejected")
+    count = len(commands)
+    graph.wait_for(lambda: len(commands) >= count + 10, what="commands after the rejected chunk")
+    assert all(np.all(np.isfinite(c.points[0].positions)) for c in commands)
+
+
+def _publish_joint_states(graph, names, stamp_offset_s=0.0):
+    publisher = graph.probe.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
+
+    def publish():
+        message = JointState(name=names, position=[0.1] * len(names))
+        stamp = graph.probe.get_clock().now().nanoseconds * 1e-9 + stamp_offset_s
+        message.header.stamp.sec, message.header.stamp.nanosec = int(stamp), int((stamp % 1) * 1e9)
+        publisher.publish(message)
+    return graph.probe.create_timer(0.02, publish)
+
+
+def _publish_images(graph, height, width, encoding="rgb8", channels=3):
+    publisher = graph.probe.create_publisher(Image, "top/image_raw", qos_profile_sensor_data)
+
+    def publish():
+        message = Image(height=height, width=width, encoding=encoding, step=width * channels,
+                        data=bytes(height * width * channels))
+        message.header.stamp = graph.probe.get_clock().now().to_msg()
+        publisher.publish(message)
+    return graph.probe.create_timer(0.05, publish)
+
+
+def _observation_status(diagnostics):
+    statuses = _statuses(diagnostics, "/rtc: observations")
+    return statuses[-1] if statuses else None
+
+
+@pytest.mark.parametrize("height, width, encoding, reason", [
+    (48, 48, "rgb8", "expects 3x96x96"),
+    (96, 96, "16UC1", "not supported"),
+])
+def test_bad_images_are_rejected_with_a_warning_and_the_node_keeps_running(graph, policy_path, height, width,
+                                                                          encoding, reason):
+    diagnostics = graph.collect(DiagnosticArray, "/diagnostics")
+    node = _rtc(graph, policy_path)
+    keep = [_publish_joint_states(graph, JOINTS), _publish_images(graph, height, width, encoding)]
+    graph.wait_for(lambda: node.assembler.rejected >= 3, what="rejected images")
+    assert reason in node.assembler.last_rejection
+    graph.wait_for(lambda: _observation_status(diagnostics) is not None
+                   and _observation_status(diagnostics).level == b"\x02", what="observation ERROR")
+    assert "no image yet from camera top" in _observation_status(diagnostics).message
+    assert node.worker.report().chunks == 0 and keep
+
+
+def test_missing_joints_keep_inference_waiting_and_named_in_diagnostics(graph, policy_path):
+    diagnostics = graph.collect(DiagnosticArray, "/diagnostics")
+    commands = graph.collect(JointTrajectory, "commands", COMMAND_QOS)
+    _rtc(graph, policy_path)
+    keep = [_publish_joint_states(graph, JOINTS[:7]), _publish_images(graph, 96, 96)]
+    graph.wait_for(lambda: _observation_status(diagnostics) is not None
+                   and "right_waist" in _observation_status(diagnostics).message, what="missing joints named")
+    assert _observation_status(diagnostics).level == b"\x02" and commands == [] and keep
+
+
+def test_stale_joint_states_are_rejected(graph, policy_path):
+    diagnostics = graph.collect(DiagnosticArray, "/diagnostics")
+    commands = graph.collect(JointTrajectory, "commands", COMMAND_QOS)
+    _rtc(graph, policy_path)
+    keep = [_publish_joint_states(graph, JOINTS, stamp_offset_s=-5.0), _publish_images(graph, 96, 96)]
+    graph.wait_for(lambda: _observation_status(diagnostics) is not None
+                   and "s old" in _observation_status(diagnostics).message, what="stale joint states reported")
+    assert commands == [] and keep
+
+
+def test_invalid_parameters_are_rejected_with_a_clear_message(graph, policy_path):
+    with pytest.raises(ValueError, match="min_execution_horizon .* must be < prediction_horizon"):
+        _rtc(graph, policy_path, params={"min_execution_horizon": 50})
+    with pytest.raises(ValueError, match="guidance must be one of vjp, stop_gradient"):
+        _rtc(graph, policy_path, name="rtc_guidance", params={"guidance": "adjoint"})
+    node = _rtc(graph, policy_path, name="rtc_ok")
+    assert not node.set_parameters([Parameter("beta", value=-1.0)])[0].successful
+    result = node.set_parameters([Parameter("guidance", value="adjoint")])[0]
+    assert not result.successful and "guidance must be one of" in result.reason
+    result = node.set_parameters([Parameter("min_execution_horizon", value=60)])[0]
+    assert not result.successful
+    assert node.set_parameters([Parameter("guidance", value="stop_gradient")])[0].successful
+    assert node.worker.generator.config.guidance.value == "stop_gradient"
+    assert isinstance(ParameterMessage(), ParameterMessage)
