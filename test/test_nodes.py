@@ -211,8 +211,8 @@ def _observation_status(diagnostics):
     (48, 48, "rgb8", "expects 3x96x96"),
     (96, 96, "16UC1", "not supported"),
 ])
-def test_bad_images_are_rejected_with_a_warning_and_the_node_keeps_running(graph, policy_path, height, width,
-                                                                          encoding, reason):
+def test_bad_images_are_rejected_with_a_warning_and_the_node_keeps_running(
+        graph, policy_path, height, width, encoding, reason):
     diagnostics = graph.collect(DiagnosticArray, "/diagnostics")
     node = _rtc(graph, policy_path)
     keep = [_publish_joint_states(graph, JOINTS), _publish_images(graph, height, width, encoding)]

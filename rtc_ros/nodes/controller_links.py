@@ -138,7 +138,8 @@ class ProcessControllerLink:
         self._node, self._params = node, params
         self._sink_factory = RosCommandSinkFactory(
             node_name=f"{node.get_name()}_control", namespace=node.get_namespace(),
-            domain_id=node.context.get_domain_id(), ros_args=_remaps_without_node_name(ros_args), command_format=params.command_format,
+            domain_id=node.context.get_domain_id(), ros_args=_remaps_without_node_name(ros_args),
+            command_format=params.command_format,
             joint_names=params.joint_names, period_s=params.period_s)
         self._process: ControlProcess | None = None
 

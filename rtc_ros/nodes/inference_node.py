@@ -8,14 +8,17 @@ core's planner and guided sampler -> a controller link (thread, process or topic
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
+import threading
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, JointState
 
 from rtc_ros.core.methods import ChunkGenerator, ChunkingConfig
@@ -167,13 +170,23 @@ def ros_arguments(argv: list[str]) -> list[str]:
 
 
 def run(node_factory, args=None) -> None:
-    """``main`` of every node: init, spin (multi-threaded), stop the runtime, destroy, shut down."""
-    rclpy.init(args=args)
+    """``main`` of every node: init, spin until Ctrl-C, stop the runtime, destroy the node, shut down."""
+    # rclpy's SIGINT handler would shut the context down at once, under the inference worker, the
+    # control loop and the callbacks still publishing; and under ros2 launch a terminal's Ctrl-C
+    # arrives twice (to the process group, then from launch), the second one inside this cleanup.
+    # So SIGINT only ends the spin loop; SIGTERM keeps rclpy's handler. One executor thread: when
+    # the loop ends no callback is still running (the runtime's threads do the real-time work).
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.SIGTERM)
+    interrupted = threading.Event()
+    signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
     node = None
     try:
         node = node_factory()
-        rclpy.spin(node, executor=rclpy.executors.MultiThreadedExecutor(num_threads=2))
-    except (KeyboardInterrupt, ExternalShutdownException):
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok() and not interrupted.is_set():
+            executor.spin_once(timeout_sec=0.1)  # the SIGINT handler runs between waits
+    except ExternalShutdownException:
         pass
     finally:
         if node is not None:

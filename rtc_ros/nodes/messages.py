@@ -107,7 +107,8 @@ def message_to_chunk(message: ActionChunk, joint_names: Sequence[str], predictio
         raise ValueError(f"chunk joints {list(message.joint_names)} differ from the controller's {list(joint_names)}")
     shape = (message.prediction_horizon, message.action_dim)
     if shape != (prediction_horizon, len(joint_names)):
-        raise ValueError(f"chunk is {shape[0]}x{shape[1]}, the controller expects {prediction_horizon}x{len(joint_names)}")
+        raise ValueError(f"chunk is {shape[0]}x{shape[1]}, "
+                         f"the controller expects {prediction_horizon}x{len(joint_names)}")
     actions = np.asarray(message.actions, dtype=np.float64)
     if actions.size != shape[0] * shape[1]:
         raise ValueError(f"chunk carries {actions.size} values for {shape[0]}x{shape[1]} actions")

@@ -77,7 +77,8 @@ class RtcParameters:
                              f"{self.prediction_horizon}, got {self.min_execution_horizon}")
         if self.initial_inference_delay > self.prediction_horizon - self.min_execution_horizon:
             raise ValueError(f"initial_inference_delay must be <= H - s_min = "
-                             f"{self.prediction_horizon - self.min_execution_horizon}, got {self.initial_inference_delay}")
+                             f"{self.prediction_horizon - self.min_execution_horizon}, "
+                             f"got {self.initial_inference_delay}")
         if not self.beta > 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
         if self.device != "cpu" and not self.device.startswith("cuda"):

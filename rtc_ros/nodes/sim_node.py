@@ -38,8 +38,9 @@ _DECLARATIONS = {
 class SimNode(Node):
     def __init__(self, node_name: str = "bimanual_sim", **node_kwargs) -> None:
         super().__init__(node_name, **node_kwargs)
-        values = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
-                  for name, (default, text) in _DECLARATIONS.items()}
+        values = {
+            name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
+            for name, (default, text) in _DECLARATIONS.items()}
         self.command_format = _enum(CommandFormat, values["command_format"], "command_format")
         if not (values["joint_state_rate_hz"] > 0 and values["camera_rate_hz"] > 0 and values["physics_rate_hz"] > 0):
             raise ValueError("joint_state_rate_hz, camera_rate_hz and physics_rate_hz must be > 0")

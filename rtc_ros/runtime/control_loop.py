@@ -188,7 +188,18 @@ class ControlProcess:
         self._final_report: ControllerReport | None = None
 
     def start(self) -> None:
-        self._process.start()
+        # Born with SIGINT ignored (the disposition survives exec, and Python then installs no
+        # KeyboardInterrupt handler), so a Ctrl-C to the process group during the child's
+        # imports cannot kill it half-started; the parent stops it through the event.
+        try:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread: the child ignores SIGINT once it runs
+            self._process.start()
+            return
+        try:
+            self._process.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def publish_chunk(self, chunk: Chunk) -> None:
         self._chunks.publish(chunk)

@@ -1,0 +1,59 @@
+"""sim_demo.launch.py: the simulated robot commanded at 50 Hz by the composed rtc_node."""
+import os
+import time
+import unittest
+
+import numpy as np
+import pytest
+
+launch_testing = pytest.importorskip(
+    "launch_testing", reason="launch_testing is not installed (it comes with ROS 2, not with scripts/setup.sh)")
+pytest.importorskip("launch_ros", reason="launch_ros is not installed (it comes with ROS 2, not with scripts/setup.sh)")
+launch_testing_ros = pytest.importorskip(
+    "launch_testing_ros", reason="launch_testing_ros is not installed (it comes with ROS 2, not with scripts/setup.sh)")
+pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run scripts/setup.sh)")
+
+from ament_index_python.packages import get_package_share_directory  # noqa: E402
+from launch import LaunchDescription  # noqa: E402
+from launch.actions import IncludeLaunchDescription  # noqa: E402
+from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from rtc_ros.msg import RtcStatus  # noqa: E402
+from rtc_ros.sim.bimanual import BimanualConfig  # noqa: E402
+from test_launch_support import (  # noqa: E402
+    assert_nodes_stopped_cleanly, isolate_ros_domain, small_policy_checkpoint,
+)
+
+
+@pytest.mark.launch_test
+def generate_test_description():
+    isolate_ros_domain(0)
+    sim_demo = os.path.join(get_package_share_directory("rtc_ros"), "launch", "sim_demo.launch.py")
+    return LaunchDescription([
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(sim_demo),
+                                 launch_arguments={"policy": small_policy_checkpoint()}.items()),
+        launch_testing.actions.ReadyToTest(),
+    ])
+
+
+class TestSimDemo(unittest.TestCase):
+    def test_the_robot_receives_commands_at_50_hz_and_rtc_status_reports_them(self):
+        topics = [("/commands", JointTrajectory), ("/rtc/status", RtcStatus)]
+        with launch_testing_ros.WaitForTopics(topics, timeout=30.0, messages_received_buffer_length=100) as wait:
+            time.sleep(2.5)  # the buffer fills with the last 100 commands (2 s at 50 Hz)
+            commands = wait.received_messages("/commands")
+            status = wait.received_messages("/rtc/status")[-1]
+        stamps = np.array([c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in commands])
+        rate_hz = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        self.assertTrue(40.0 < rate_hz < 60.0, f"commands at {rate_hz:.1f} Hz")
+        self.assertEqual(list(commands[-1].joint_names), list(BimanualConfig().joint_names))
+        self.assertTrue(np.all(np.isfinite(commands[-1].points[0].positions)))
+        self.assertEqual((status.device, status.method), ("cpu", "rtc_soft"))
+        self.assertGreater(status.commands_published, 0)
+
+
+@launch_testing.post_shutdown_test()
+class TestSimDemoShutdown(unittest.TestCase):
+    def test_ctrl_c_stops_every_node_with_exit_code_0_and_no_traceback(self, proc_info, proc_output):
+        assert_nodes_stopped_cleanly(proc_info, proc_output)
