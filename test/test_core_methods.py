@@ -114,3 +114,12 @@ def test_bad_chunking_config_raises_value_error_naming_the_field(kwargs, name):
 def test_labels_name_the_guidance_mode_only_for_rtc():
     assert ChunkingConfig(method="rtc_soft", guidance="stop_gradient").label == "rtc_soft/stop_gradient"
     assert ChunkingConfig(method="bid").label == "bid"
+
+
+@pytest.mark.parametrize("method, guidance", [("naive_async", "vjp"), ("rtc_soft", "vjp"),
+                                              ("rtc_soft", "stop_gradient"), ("rtc_hard", "vjp")])
+def test_the_compiled_sampler_gives_the_same_chunks_as_guided_sample(policy, method, guidance):
+    noise, previous = torch.randn(2, H, M), torch.randn(2, H - 3, M)
+    chunks = [ChunkGenerator(policy, ChunkingConfig(method=method, guidance=guidance, compiled=compiled)).generate(
+        _observation(2), previous, 2, 3, noise=noise) for compiled in (False, True)]
+    assert torch.allclose(chunks[0], chunks[1], atol=1e-5)

@@ -74,8 +74,9 @@ class InferenceNode(Node):
         self.worker = InferenceWorker(
             InferencePlanner(p.prediction_horizon, p.min_execution_horizon, p.delay_window, p.initial_inference_delay,
                              on_delay_clamped=self._on_delay_clamped),
+            # On CUDA: preallocated buffers and one CUDA graph per mode for the denoising loop.
             ChunkGenerator(self.policy, ChunkingConfig(method=p.method, num_steps=p.num_steps, beta=p.beta,
-                                                       guidance=p.guidance)),
+                                                       guidance=p.guidance, compiled=p.device.startswith("cuda"))),
             self._observation, self.link.controller_state, self.link.publish_chunk, on_chunk=self._on_chunk)
         self.health = HealthMonitor(p.prediction_horizon, p.period_s, p.device)
         self._started = False
