@@ -24,6 +24,8 @@ setup(
     # Dependencies are pinned in requirements/ and installed by scripts/setup.sh.
     install_requires=[],
     packages=find_packages(include=[package_name, package_name + '.*']),
+    # Shipped policy checkpoints: the bimanual demo's and the delay benchmark's.
+    package_data={package_name: ['policies/checkpoints/*.pt', 'bench/checkpoints/*.pt']},
     zip_safe=False,
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),

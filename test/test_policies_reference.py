@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from rtc_ros.core import ChunkGenerator, ChunkingConfig, FlowPolicy
-from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig, TrainingConfig, train_flow_policy
+from rtc_ros.policies.reference import (
+    AuxiliaryTask, ReferenceFlowPolicy, ReferencePolicyConfig, TrainingConfig, train_flow_policy,
+)
 
 
 def _bimodal_data(n=2000, seed=0):
@@ -47,3 +49,20 @@ def test_training_rejects_chunks_of_the_wrong_shape():
     policy = ReferenceFlowPolicy(ReferencePolicyConfig(4, 2, 3))
     with pytest.raises(ValueError, match="action_chunks"):
         train_flow_policy(policy, {"state": np.zeros((5, 3))}, np.zeros((5, 4, 3)))
+
+
+def test_an_auxiliary_target_trains_its_head_and_leaves_the_policy_interface_alone():
+    observations, chunks = _bimodal_data(n=500)
+    policy = ReferenceFlowPolicy(ReferencePolicyConfig(4, 1, 1, hidden_dim=32))
+    targets = 3.0 * observations["state"]  # something the context can predict
+    head = torch.nn.Linear(32, 1)
+    with torch.no_grad():
+        before = torch.nn.functional.mse_loss(head(policy.encode({"state": torch.as_tensor(observations["state"])})),
+                                              torch.as_tensor((targets - targets.mean()) / targets.std()))
+    train_flow_policy(policy, observations, chunks, TrainingConfig(steps=300, batch_size=64),
+                      auxiliary=AuxiliaryTask(head, targets))
+    with torch.no_grad():
+        after = torch.nn.functional.mse_loss(head(policy.encode({"state": torch.as_tensor(observations["state"])})),
+                                             torch.as_tensor((targets - targets.mean()) / targets.std()))
+    assert after < 0.2 * before
+    assert set(policy.state_dict()) == set(ReferenceFlowPolicy(policy.config).state_dict())

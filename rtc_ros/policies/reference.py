@@ -30,8 +30,12 @@ class ReferencePolicyConfig:
     hidden_dim: int = 256
     num_layers: int = 3
     time_embedding_dim: int = 32
+    velocity_network: str = "residual"
+    """"residual" (pre-LayerNorm residual blocks, trains several times faster) or "mlp" (plain)."""
 
     def __post_init__(self) -> None:
+        if self.velocity_network not in ("residual", "mlp"):
+            raise ValueError(f"velocity_network must be residual or mlp, got {self.velocity_network!r}")
         for name in ("prediction_horizon", "action_dim", "state_dim", "hidden_dim", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -47,6 +51,24 @@ def _mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
     return nn.Sequential(*blocks, nn.Linear(dims[-1], out_dim))
 
 
+class _ResidualMlp(nn.Module):
+    """Pre-LayerNorm residual MLP: trains several times faster than a plain MLP on chunk velocities."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, blocks: int) -> None:
+        super().__init__()
+        self.input = nn.Linear(in_dim, hidden)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden))
+            for _ in range(blocks))
+        self.output = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input(x)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.output(x)
+
+
 class _ImageEncoder(nn.Module):
     """A small CNN ending in a spatial softmax: each feature map becomes the expected image
     position of what it detects, which is what locating objects for reaching needs, with few
@@ -55,10 +77,12 @@ class _ImageEncoder(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], out_dim: int, keypoints: int = 32) -> None:
         super().__init__()
         channels, height, width = image_shape
+        # A 4x4 patchifying first layer keeps training on a CPU in minutes (~4 MMAC per 96x96
+        # image); the spatial softmax still locates objects to a fraction of a patch.
         self.conv = nn.Sequential(
-            nn.Conv2d(channels, 32, 5, stride=2, padding=2), nn.GELU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.GELU(),
-            nn.Conv2d(32, keypoints, 3, padding=1),
+            nn.Conv2d(channels, 16, 4, stride=4), nn.GELU(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.GELU(),
+            nn.Conv2d(32, keypoints, 1),
         )
         with torch.no_grad():
             _, _, rows, cols = self.conv(torch.zeros(1, *image_shape)).shape
@@ -92,8 +116,9 @@ class ReferenceFlowPolicy(nn.Module):
         self.image_encoder = _ImageEncoder(config.image_shape, hidden) if config.image_shape else None
         context_dim = hidden * (2 if self.image_encoder else 1)
         chunk_dim = config.prediction_horizon * config.action_dim
-        self.velocity_net = _mlp(chunk_dim + context_dim + config.time_embedding_dim, hidden, chunk_dim,
-                                 config.num_layers)
+        network = _ResidualMlp if config.velocity_network == "residual" else _mlp
+        self.velocity_net = network(chunk_dim + context_dim + config.time_embedding_dim, hidden, chunk_dim,
+                                    config.num_layers)
         for name, dim in (("action", config.action_dim), ("state", config.state_dim)):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
@@ -137,9 +162,26 @@ class ReferenceFlowPolicy(nn.Module):
     @classmethod
     def load(cls, path: str | pathlib.Path, device: str | torch.device = "cpu") -> "ReferenceFlowPolicy":
         checkpoint = torch.load(path, map_location=device, weights_only=True)
-        policy = cls(ReferencePolicyConfig(**checkpoint["config"]))
+        # Checkpoints saved before velocity_network existed hold plain MLPs.
+        policy = cls(ReferencePolicyConfig(**{"velocity_network": "mlp", **checkpoint["config"]}))
         policy.load_state_dict(checkpoint["state_dict"])
         return policy.to(device).eval().requires_grad_(False)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuxiliaryTask:
+    """An extra regression target for the observation encoding, used in training only.
+
+    E.g. object positions that the simulator knows: predicting them from the context teaches
+    the image encoder where to look far sooner than the flow loss alone. The head is trained
+    with the policy and dropped afterwards; the policy never sees the targets as inputs.
+    """
+
+    head: nn.Module
+    """Maps the policy's context (B, context_dim) to (B, K) predictions."""
+    targets: np.ndarray
+    """(N, K), one row per training sample; standardised before training."""
+    weight: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +199,7 @@ def train_flow_policy(
     action_chunks: np.ndarray,
     config: TrainingConfig = TrainingConfig(),
     log: Callable[[str], None] | None = None,
+    auxiliary: AuxiliaryTask | None = None,
 ) -> list[float]:
     """Conditional flow matching on (observation, chunk) pairs; returns the loss curve.
 
@@ -180,7 +223,12 @@ def train_flow_policy(
         policy.state_std.copy_(data["state"].float().std(0).clamp_min(1e-3))
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    parameters = list(policy.parameters())
+    if auxiliary is not None:
+        auxiliary_targets = torch.as_tensor(auxiliary.targets, dtype=torch.float32)
+        auxiliary_targets = (auxiliary_targets - auxiliary_targets.mean(0)) / auxiliary_targets.std(0).clamp_min(1e-6)
+        parameters += list(auxiliary.head.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
     time_distribution = torch.distributions.Beta(torch.tensor(1.5), torch.tensor(1.0))
     policy.train().requires_grad_(True)
@@ -195,6 +243,9 @@ def train_flow_policy(
         context = policy.encode({k: v[index] for k, v in data.items()})
         predicted = policy.velocity(noisy, tau, context)
         loss = torch.nn.functional.mse_loss(predicted, target - noise)
+        if auxiliary is not None:
+            loss = loss + auxiliary.weight * torch.nn.functional.mse_loss(auxiliary.head(context),
+                                                                          auxiliary_targets[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -18,7 +18,9 @@ from rtc_ros.core.methods import ChunkGenerator, ChunkingConfig, make_executor
 from rtc_ros.core.scheduler import InferencePlanner
 from rtc_ros.core.simulated_time import SimulatedTimeLoop
 from rtc_ros.policies.loading import BIMANUAL_DEMO_CHECKPOINT
-from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig, TrainingConfig, train_flow_policy
+from rtc_ros.policies.reference import (
+    AuxiliaryTask, ReferenceFlowPolicy, ReferencePolicyConfig, TrainingConfig, train_flow_policy,
+)
 from rtc_ros.sim.bimanual import BimanualConfig, BimanualSim
 from rtc_ros.sim.dataset import generate_demonstrations
 
@@ -65,12 +67,18 @@ def evaluate(policy: ReferenceFlowPolicy, episodes: int, delay_ticks: int, seed:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=300, help="expert episodes to record")
-    parser.add_argument("--steps", type=int, default=4000, help="training steps")
+    parser.add_argument("--steps", type=int, default=6000, help="training steps")
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--eval-delay", type=int, default=5, help="simulated inference delay, ticks")
     parser.add_argument("--output", type=pathlib.Path, default=BIMANUAL_DEMO_CHECKPOINT)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's); 1 is fastest on a machine busy with other work, "
+                             "where idle OpenMP workers spin against it")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
     demos = generate_demonstrations(args.episodes, np.random.default_rng(args.seed))
@@ -81,8 +89,13 @@ def main(argv: list[str] | None = None) -> None:
         prediction_horizon=demos.action_chunks.shape[1], action_dim=demos.action_chunks.shape[2],
         state_dim=demos.joint_positions.shape[1], image_shape=(3, height, width), hidden_dim=256))
     observations = {"state": demos.joint_positions, "image": demos.images.transpose(0, 3, 1, 2).copy()}
+    # Training-only help for the image encoder: predict where the cubes are (the simulator's
+    # truth). The policy's inputs stay the image and the joint positions.
+    cube_xy = demos.target_positions[:, :, :2].reshape(len(demos), -1)
+    auxiliary = AuxiliaryTask(torch.nn.Linear(2 * policy.config.hidden_dim, cube_xy.shape[1]), cube_xy)
     train_flow_policy(policy, observations, demos.action_chunks,
-                      TrainingConfig(steps=args.steps, batch_size=128, seed=args.seed), log=print)
+                      TrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed), log=print,
+                      auxiliary=auxiliary)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     policy.save(args.output)
     print(f"saved {args.output} ({args.output.stat().st_size / 1e6:.1f} MB) after "
