@@ -73,6 +73,7 @@ class TickResult:
     """Index into the executing chunk, -1 when holding."""
     underrun: bool
     swapped: bool
+    """A new chunk was swapped in since the previous tick (this tick is its first)."""
     paused: bool
 
 
@@ -108,6 +109,7 @@ class ChunkExecutor:
         )
         self._last_action: np.ndarray | None = None
         self._state = INITIAL_CONTROLLER_STATE
+        self._swapped_since_tick = False
         self.swaps = 0
         self.underruns = 0
         self.paused_ticks = 0
@@ -132,12 +134,14 @@ class ChunkExecutor:
         self._current = newest
         self._ensemble.append(newest)
         self.swaps += 1
+        self._swapped_since_tick = True
         self._publish(clock, newest, max(0, clock - newest.start_tick))
         return True
 
     def tick(self, newest: Chunk | None) -> TickResult:
         """Execute one tick given the newest published chunk (may be the one executing)."""
-        swapped = self.receive(newest)
+        self.receive(newest)
+        swapped, self._swapped_since_tick = self._swapped_since_tick, False
         chunk = self._current
         if chunk is None:
             return TickResult(None, -1, underrun=False, swapped=False, paused=True)
