@@ -21,7 +21,7 @@ def test_messages_have_the_specified_fields_and_types():
         },
         msg.ControllerTick: {
             'header': 'std_msgs/Header', 'tick': 'int64', 'chunk_sequence': 'uint64',
-            'chunk_start_tick': 'int64', 'period_s': 'double',
+            'chunk_start_tick': 'int64', 'observed_delay': 'uint32', 'period_s': 'double',
         },
         msg.RtcStatus: {
             'header': 'std_msgs/Header', 'delay_history': 'sequence<uint32>',
