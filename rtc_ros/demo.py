@@ -24,6 +24,9 @@ import numpy as np
 
 CONFIG = pathlib.Path(__file__).resolve().parent.parent / "config" / "bimanual.yaml"
 PLOTTED_ARM = "left"
+_RESET_STEP_RAD = 0.3
+"""A joint-state step above this between two samples is an episode reset: at the arms' 3.14 rad/s
+limit a servo moves 0.03 rad between two 100 Hz samples."""
 
 
 def _config_path() -> pathlib.Path:
@@ -114,6 +117,14 @@ def _plot(monitor: Monitor, path: pathlib.Path, start: float) -> None:
     positions = np.array([p[columns] for _, _, p in monitor.joint_states])
     velocity = np.gradient(positions, times, axis=0)
     acceleration = np.gradient(velocity, times, axis=0)
+    # The simulator starts each new episode from its home pose at once: a step no servo can make.
+    # Those samples are marked and left out of the derivatives instead of drawn as spikes.
+    steps = np.abs(np.diff(positions, axis=0)).max(axis=1)
+    resets = np.flatnonzero(steps > _RESET_STEP_RAD) + 1
+    for index in resets:
+        window = slice(max(index - 2, 0), index + 3)
+        velocity[window] = np.nan
+        acceleration[window] = np.nan
     figure, axes = plt.subplots(3, 1, figsize=(12, 9), sharex=True)
     for axis, values, label in zip(axes, (positions, velocity, acceleration),
                                    ("position (rad)", "velocity (rad/s)", "acceleration (rad/s²)")):
@@ -121,10 +132,13 @@ def _plot(monitor: Monitor, path: pathlib.Path, start: float) -> None:
             axis.plot(times, values[:, k], linewidth=1.0, label=names[column])
         for seam, _ in monitor.chunks:
             axis.axvline(seam - start, color="0.6", linewidth=0.6, linestyle="--")
+        for index in resets:
+            axis.axvline(times[index], color="tab:red", linewidth=1.0)
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize=7, ncol=3)
-    axes[0].set_title(f"{PLOTTED_ARM} arm, measured joint states; dashed: chunk seams (new chunk ready)")
+    axes[0].set_title(f"{PLOTTED_ARM} arm, measured joint states; dashed: chunk seams (new chunk ready); "
+                      "red: simulator episode reset")
     axes[2].set_xlabel("time since first command (s)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -155,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         "sim_node": _start("rtc_ros.nodes.sim_node", ["--params-file", config], args.output / "sim_node.log", env),
         "rtc_node": _start("rtc_ros.nodes.rtc_node", [
             "--params-file", config, "-p", f"controller:={args.controller}", "-p", f"guidance:={args.guidance}",
-            "-p", f"device:={args.device}", "-p", f"policy:={args.policy}"], args.output / "rtc_node.log", env),
+            "-p", f"device:={args.device}"] + (["-p", f"policy:={args.policy}"] if args.policy else []),
+            args.output / "rtc_node.log", env),
     }
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
