@@ -4,6 +4,9 @@ from __future__ import annotations
 import itertools
 import os
 import pathlib
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -31,6 +34,7 @@ class RosGraph:
         rclpy.init(context=self.context, domain_id=self.domain_id)
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self.nodes = []
+        self.processes: list[subprocess.Popen] = []
         self.probe = self.add(rclpy.node.Node("test_probe", context=self.context))
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
@@ -46,6 +50,15 @@ class RosGraph:
         self.executor.add_node(node)
         return node
 
+    def start_process(self, module: str, ros_args: list[str]) -> subprocess.Popen:
+        """A node in a process of its own (as on a robot) on this graph's domain."""
+        env = dict(os.environ, ROS_DOMAIN_ID=str(self.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        process = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        self.processes.append(process)
+        return process
+
     def collect(self, message_type, topic: str, qos=10) -> list:
         received = []
         self.probe.create_subscription(message_type, topic, received.append, qos)
@@ -60,6 +73,13 @@ class RosGraph:
             time.sleep(0.05)
 
     def close(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGINT)
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
         for node in reversed(self.nodes):
             if hasattr(node, "shutdown"):
                 node.shutdown()

@@ -8,11 +8,13 @@ core's planner and guided sampler -> a controller link (thread, process or topic
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import sys
 import threading
 
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -47,6 +49,9 @@ class InferenceNode(Node):
         self.params: RtcParameters = parameters.declare(self)
         p = self.params
         self.placement = placement or p.controller
+        if p.device == "cpu":
+            # Idle OpenMP workers spin on every core; the control loop needs one of them.
+            torch.set_num_threads(p.cpu_threads or max(1, (os.cpu_count() or 2) - 1))
         self.policy = load_policy(p.policy, p.device)
         if (self.policy.prediction_horizon, self.policy.action_dim) != (p.prediction_horizon, len(p.joint_names)):
             raise ValueError(

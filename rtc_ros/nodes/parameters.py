@@ -63,6 +63,7 @@ class RtcParameters:
     guidance: GuidanceMode
     method: Method
     device: str
+    cpu_threads: int
     policy: str
     camera_names: tuple[str, ...]
     image_height: int
@@ -145,6 +146,9 @@ DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "method": ("rtc_soft", _describe(
         "rtc_soft, rtc_hard, naive_async, bid, temporal_ensembling or sync", read_only=True)),
     "device": ("cpu", _describe("torch device for inference: cpu, cuda, cuda:N", read_only=True)),
+    "cpu_threads": (0, _describe(
+        "torch threads for CPU inference; 0: all cores but one, which stays free for the control loop",
+        read_only=True, integer_range=(0, 1024))),
     "policy": ("", _describe("Checkpoint path of the policy (empty: the demo's shipped policy)", read_only=True)),
     "camera_names": (["top"], _describe(
         "Cameras the policy sees; each subscribes to <name>/image_raw (remap in launch)", read_only=True)),
