@@ -7,7 +7,6 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.sh)")
 pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run scripts/setup.sh)")
 
-import torch  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMessage  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -16,12 +15,12 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from ros_graph import CONFIG, RosGraph, config_overrides  # noqa: E402
+from test_launch_support import small_policy_checkpoint  # noqa: E402
 from rtc_ros.msg import ActionChunk, ControllerTick, RtcStatus  # noqa: E402
 from rtc_ros.nodes.controller_links import CHUNK_QOS, COMMAND_QOS  # noqa: E402
 from rtc_ros.nodes.controller_node import ControllerNode  # noqa: E402
 from rtc_ros.nodes.inference_node import InferenceNode  # noqa: E402
 from rtc_ros.nodes.parameters import ControllerPlacement  # noqa: E402
-from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig  # noqa: E402
 from rtc_ros.sim.bimanual import BimanualConfig  # noqa: E402
 
 JOINTS = list(BimanualConfig().joint_names)
@@ -30,17 +29,8 @@ PROBE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @pytest.fixture(scope="module")
-def policy_path(tmp_path_factory):
-    """A small untrained policy whose actions stay near the home pose: fast and safe to run."""
-    torch.manual_seed(0)
-    policy = ReferenceFlowPolicy(ReferencePolicyConfig(50, 14, 14, image_shape=(3, 96, 96), hidden_dim=32,
-                                                       num_layers=2))
-    with torch.no_grad():
-        policy.action_mean.copy_(torch.tensor(BimanualConfig().home_positions))
-        policy.action_std.fill_(0.01)
-    path = tmp_path_factory.mktemp("policy") / "policy.pt"
-    policy.save(path)
-    return str(path)
+def policy_path():
+    return small_policy_checkpoint()
 
 
 @pytest.fixture
