@@ -80,7 +80,7 @@ class Monitor:
                 self.task = {kv.key: kv.value for kv in status.values}
 
 
-def _seam_continuity(monitor: Monitor, joint_names: list[str]) -> dict:
+def _seam_continuity(monitor: Monitor) -> dict:
     """Command steps at chunk swaps against steps inside chunks, and RTC's prefix mismatch."""
     times = np.array([t for t, _ in monitor.commands])
     commands = np.array([c for _, c in monitor.commands])
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             "rejected_observations": int(status.rejected_observations), "device": status.device,
             "method": status.method})
     if len(monitor.commands) > 2 and len(monitor.chunks) > 1:
-        summary["seam_continuity"] = _seam_continuity(monitor, [])
+        summary["seam_continuity"] = _seam_continuity(monitor)
     summary["task"] = monitor.task
     (args.output / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     if monitor.joint_states and monitor.commands:

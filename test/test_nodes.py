@@ -8,7 +8,6 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts
 pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run scripts/setup.sh)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rcl_interfaces.msg import Parameter as ParameterMessage  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
@@ -161,8 +160,6 @@ def test_controller_node_rejects_a_nan_chunk_and_keeps_commanding(graph):
     home = np.array(BimanualConfig().home_positions)
     good = ActionChunk(joint_names=JOINTS, prediction_horizon=50, action_dim=14, start_tick=0, sequence=1,
                        actions=np.tile(home, 50).astype(np.float32).tolist())
-    graph.wait_for(lambda: controller.loop.ticks > 0 or controller.count_publishers("chunks") > 0,
-                   what="controller ready")
     graph.wait_for(lambda: chunks.get_subscription_count() > 0, what="controller subscribed to chunks")
     chunks.publish(good)
     graph.wait_for(lambda: len(commands) >= 10, what="commands from the good chunk")
@@ -253,4 +250,3 @@ def test_invalid_parameters_are_rejected_with_a_clear_message(graph, policy_path
     assert not result.successful
     assert node.set_parameters([Parameter("guidance", value="stop_gradient")])[0].successful
     assert node.worker.generator.config.guidance.value == "stop_gradient"
-    assert isinstance(ParameterMessage(), ParameterMessage)

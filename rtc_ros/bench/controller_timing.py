@@ -25,7 +25,7 @@ from rtc_ros.core.methods import ChunkGenerator, ChunkingConfig
 from rtc_ros.core.scheduler import ChunkExecutor, InferencePlanner
 from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
-from rtc_ros.runtime.control_loop import ControlLoop, ControlProcess, ControlProcessSpec
+from rtc_ros.runtime.control_loop import ControlLoop, ControllerReport, ControlProcess, ControlProcessSpec
 from rtc_ros.runtime.inference_worker import InferenceWorker
 
 HORIZON, ACTION_DIM, STATE_DIM = 50, 14, 14
@@ -57,10 +57,9 @@ def _worker(controller_state, publish_chunk) -> InferenceWorker:
     return worker
 
 
-def _summary(errors_ms: list[float], worker: InferenceWorker, placement: str) -> dict:
-    errors = np.array(errors_ms)
-    return {"placement": placement, "ticks": len(errors), "period_error_p50_ms": float(np.percentile(errors, 50)),
-            "period_error_p99_ms": float(np.percentile(errors, 99)), "period_error_max_ms": float(errors.max()),
+def _summary(report: ControllerReport, worker: InferenceWorker, placement: str) -> dict:
+    return {"placement": placement, "ticks": report.ticks, "period_error_p50_ms": report.period_error_p50_ms,
+            "period_error_p99_ms": report.period_error_p99_ms, "period_error_max_ms": report.period_error_max_ms,
             "chunks": worker.report().chunks, "chunk_latency_p50_ms": worker.report().latency_p50_ms}
 
 
@@ -73,7 +72,7 @@ def measure_thread(seconds: float, period_s: float) -> dict:
     worker.start()
     loop.run(threading.Event(), duration_s=seconds)
     worker.stop()
-    return _summary(loop.period_errors_ms.values(), worker, "thread")
+    return _summary(loop.report(), worker, "thread")
 
 
 def measure_process(seconds: float, period_s: float) -> dict:
@@ -88,10 +87,7 @@ def measure_process(seconds: float, period_s: float) -> dict:
     worker.stop()
     report = process.report()
     process.stop()
-    summary = _summary([0.0], worker, "process")
-    summary.update(ticks=report.ticks, period_error_p50_ms=report.period_error_p50_ms,
-                   period_error_p99_ms=report.period_error_p99_ms, period_error_max_ms=report.period_error_max_ms)
-    return summary
+    return _summary(report, worker, "process")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,7 +55,7 @@ class ControllerNode(Node):
         self._thread = threading.Thread(target=self.loop.run, args=(self._stop,), name="rtc_control", daemon=True)
 
     def _on_joint_state(self, message: JointState) -> None:
-        if self._thread.is_alive() or self._thread.ident is not None:
+        if self._thread.ident is not None:  # started already
             return
         stamp = message.header.stamp.sec + message.header.stamp.nanosec * 1e-9
         self._joints.add_joint_state(message.name, message.position, stamp)

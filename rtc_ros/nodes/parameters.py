@@ -12,7 +12,7 @@ import dataclasses
 import enum
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
 from rtc_ros.core.guidance import GuidanceMode, guidance_mode
@@ -172,8 +172,6 @@ def declare(node: Node, names: tuple[str, ...] | None = None) -> RtcParameters:
     values = {}
     for name, (default, descriptor) in DECLARATIONS.items():
         if names is None or name in names:
-            if isinstance(default, list) and not default:
-                descriptor.type = ParameterType.PARAMETER_STRING_ARRAY
             values[name] = node.declare_parameter(name, default, descriptor).value
         else:
             values[name] = default
