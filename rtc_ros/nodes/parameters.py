@@ -14,6 +14,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from rtc_ros.core.guidance import GuidanceMode, guidance_mode
 from rtc_ros.core.methods import Method, method
@@ -167,6 +168,25 @@ TUNABLE = ("min_execution_horizon", "initial_inference_delay", "num_steps", "bet
 """Parameters that may change while running; all others are read-only."""
 
 
+def widen_integers(requested: list[Parameter]) -> list[Parameter]:
+    """Integers given for floating-point parameters, as floats: ``ros2 param set /rtc beta 2``.
+
+    rclpy types a parameter by its default and refuses 2 for a double; YAML and the command line
+    write whole numbers without a point, so the pre-set callback converts before validation.
+    """
+    widened = []
+    for parameter in requested:
+        default = DECLARATIONS.get(parameter.name, (None,))[0]
+        value = parameter.value
+        if isinstance(default, float) and parameter.type_ is Parameter.Type.INTEGER:
+            parameter = Parameter(parameter.name, Parameter.Type.DOUBLE, float(value))
+        elif (isinstance(default, list) and default and isinstance(default[0], float)
+              and parameter.type_ is Parameter.Type.INTEGER_ARRAY):
+            parameter = Parameter(parameter.name, Parameter.Type.DOUBLE_ARRAY, [float(v) for v in value])
+        widened.append(parameter)
+    return widened
+
+
 def declare(node: Node, names: tuple[str, ...] | None = None) -> RtcParameters:
     """Declare the parameters (all, or ``names`` plus defaults for the rest) and validate them."""
     values = {}
@@ -175,6 +195,7 @@ def declare(node: Node, names: tuple[str, ...] | None = None) -> RtcParameters:
             values[name] = node.declare_parameter(name, default, descriptor).value
         else:
             values[name] = default
+    node.add_pre_set_parameters_callback(widen_integers)
     return RtcParameters.from_values(values)
 
 
