@@ -141,11 +141,17 @@ def test_split_mode_over_topics_keeps_the_continuity_of_the_composed_mode(policy
                 _rtc(graph, policy_path)
             else:
                 ticks = graph.collect(ControllerTick, "controller_tick", CHUNK_QOS)
+                statuses = graph.collect(RtcStatus, "rtc/status")
                 _rtc(graph, policy_path, placement=ControllerPlacement.TOPIC)
                 graph.add(ControllerNode(context=graph.context, parameter_overrides=config_overrides()))
             graph.wait_for(lambda: len(chunks) >= 6 and len(commands) >= 100, timeout_s=60, what=f"{mode} chunks")
             if mode == "split":
                 assert ticks[-1].tick > ticks[0].tick and ticks[-1].chunk_sequence >= 2
+                assert ticks[-1].commands_published > 0 and ticks[-1].swaps >= 1
+                # The inference node's status carries the remote controller's counters.
+                graph.wait_for(lambda: statuses and statuses[-1].commands_published >= 100
+                               and statuses[-1].swaps >= 3, what="controller counters in the inference status")
+                assert statuses[-1].underruns <= ticks[-1].underruns
             results[mode] = _prefix_mismatch(chunks)
         finally:
             graph.close()
@@ -250,3 +256,12 @@ def test_invalid_parameters_are_rejected_with_a_clear_message(graph, policy_path
     assert not result.successful
     assert node.set_parameters([Parameter("guidance", value="stop_gradient")])[0].successful
     assert node.worker.generator.config.guidance.value == "stop_gradient"
+
+
+def test_whole_numbers_for_floating_point_parameters_are_taken_as_floats(graph, policy_path):
+    """``ros2 param set /rtc beta 2`` and a YAML ``2`` mean 2.0; a string is still refused."""
+    node = _rtc(graph, policy_path, name="rtc_widen")
+    assert node.set_parameters([Parameter("beta", value=2)])[0].successful
+    assert node.get_parameter("beta").value == 2.0 and node.worker.generator.config.beta == 2.0
+    assert not node.set_parameters([Parameter("beta", value="two")])[0].successful
+    assert not node.set_parameters([Parameter("beta", value=0)])[0].successful

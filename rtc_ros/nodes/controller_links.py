@@ -18,7 +18,7 @@ from rtc_ros.core.methods import ChunkingConfig, make_executor
 from rtc_ros.core.scheduler import Chunk, ControllerState
 from rtc_ros.msg import ActionChunk, ControllerTick
 from rtc_ros.nodes.messages import (
-    COMMAND_TYPES, chunk_to_message, command_message, message_to_controller_state,
+    COMMAND_TYPES, chunk_to_message, command_message, message_to_controller_report, message_to_controller_state,
 )
 from rtc_ros.nodes.parameters import CommandFormat, RtcParameters
 from rtc_ros.runtime.command_filter import CommandFilter
@@ -178,9 +178,13 @@ class TopicControllerLink:
     def __init__(self, node: Node, params: RtcParameters) -> None:
         self._node, self._params = node, params
         self._states: AtomicSlot[ControllerState] = AtomicSlot()
+        self._last_tick: ControllerTick | None = None
         self._publisher = node.create_publisher(ActionChunk, "chunks", CHUNK_QOS)
-        node.create_subscription(ControllerTick, "controller_tick",
-                                 lambda m: self._states.publish(message_to_controller_state(m)), CHUNK_QOS)
+        node.create_subscription(ControllerTick, "controller_tick", self._on_tick, CHUNK_QOS)
+
+    def _on_tick(self, message: ControllerTick) -> None:
+        self._states.publish(message_to_controller_state(message))
+        self._last_tick = message
 
     def start(self, initial_positions: np.ndarray) -> None:
         """The controller node seeds its command filter from joint states itself."""
@@ -195,7 +199,8 @@ class TopicControllerLink:
                                                  p.method.value, guidance))
 
     def report(self) -> ControllerReport:
-        return ControllerReport()
+        last = self._last_tick
+        return ControllerReport() if last is None else message_to_controller_report(last)
 
     def is_alive(self) -> bool:
         return True

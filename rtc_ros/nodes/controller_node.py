@@ -8,6 +8,7 @@ from the measured positions, so the first command is rate limited like every oth
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 
@@ -25,7 +26,7 @@ from rtc_ros.nodes.diagnostics import HealthMonitor, diagnostic_array
 from rtc_ros.nodes.inference_node import run
 from rtc_ros.nodes.messages import controller_tick_message, message_to_chunk
 from rtc_ros.runtime.command_filter import CommandFilter
-from rtc_ros.runtime.control_loop import ControlLoop
+from rtc_ros.runtime.control_loop import ControlLoop, ControllerReport
 from rtc_ros.runtime.observation import ObservationAssembler, ObservationSpec
 
 CONTROLLER_PARAMETERS = ("joint_names", "position_lower", "position_upper", "max_velocity", "control_rate_hz",
@@ -50,6 +51,7 @@ class ControllerNode(Node):
         self.create_subscription(JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data)
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.health = HealthMonitor(p.prediction_horizon, p.period_s, "controller")
+        self._report = ControllerReport()
         self.create_timer(1.0, self._publish_health)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.loop.run, args=(self._stop,), name="rtc_control", daemon=True)
@@ -75,11 +77,16 @@ class ControllerNode(Node):
         self._chunks.publish(chunk)
 
     def _on_tick(self, result, command) -> None:
-        self._tick_publisher.publish(controller_tick_message(self.loop.executor.state, self.params.period_s,
-                                                             self.get_clock().now()))
+        # Counters live, percentiles as of the last health report (sorting a window per tick
+        # would cost the control loop for a figure read once a second).
+        report = dataclasses.replace(self._report, commands_published=self.loop.commands_published,
+                                     swaps=self.loop.executor.swaps, underruns=self.loop.executor.underruns)
+        self._tick_publisher.publish(controller_tick_message(self.loop.executor.state, report,
+                                                             self.params.period_s, self.get_clock().now()))
 
     def _publish_health(self) -> None:
-        health = self.health.controller(self.loop.report())
+        self._report = self.loop.report()
+        health = self.health.controller(self._report)
         health.values["rejected_chunks"] = str(self.rejected_chunks)
         self._diagnostics_publisher.publish(diagnostic_array(
             self.get_clock().now(), self.get_fully_qualified_name(), self.params.hardware_id, {"controller": health}))

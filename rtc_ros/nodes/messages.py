@@ -13,6 +13,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from rtc_ros.core.scheduler import Chunk, ControllerState
 from rtc_ros.msg import ActionChunk, ControllerTick
 from rtc_ros.nodes.parameters import CommandFormat
+from rtc_ros.runtime.control_loop import ControllerReport
 from rtc_ros.runtime.observation import ObservationError, image_to_array
 
 try:  # ROS 2's cv_bridge, where installed (the PyPI "cv-bridge" is ROS 1's and is not used)
@@ -118,10 +119,14 @@ def message_to_chunk(message: ActionChunk, joint_names: Sequence[str], predictio
                  message.execution_horizon, message.latency_ms / 1e3)
 
 
-def controller_tick_message(state: ControllerState, period_s: float, stamp: Time) -> ControllerTick:
+def controller_tick_message(state: ControllerState, report: ControllerReport, period_s: float,
+                            stamp: Time) -> ControllerTick:
     """Message sequences count from 1 so that 0 can mean "no chunk yet"; the core's count from 0."""
-    message = ControllerTick(tick=state.tick, chunk_sequence=state.sequence + 1, chunk_start_tick=state.start_tick,
-                             observed_delay=state.observed_delay, period_s=period_s)
+    message = ControllerTick(
+        tick=state.tick, chunk_sequence=state.sequence + 1, chunk_start_tick=state.start_tick,
+        observed_delay=state.observed_delay, period_s=period_s, commands_published=report.commands_published,
+        swaps=report.swaps, underruns=report.underruns, period_error_p50_ms=report.period_error_p50_ms,
+        period_error_p99_ms=report.period_error_p99_ms, period_error_max_ms=report.period_error_max_ms)
     message.header.stamp = stamp.to_msg()
     return message
 
@@ -131,6 +136,14 @@ def message_to_controller_state(message: ControllerTick) -> ControllerState:
                            start_tick=message.chunk_start_tick, observed_delay=message.observed_delay)
 
 
+def message_to_controller_report(message: ControllerTick) -> ControllerReport:
+    """What a remote controller reports; the counters it keeps to itself stay at zero."""
+    return ControllerReport(
+        ticks=message.tick, commands_published=message.commands_published, swaps=message.swaps,
+        underruns=message.underruns, period_error_p50_ms=message.period_error_p50_ms,
+        period_error_p99_ms=message.period_error_p99_ms, period_error_max_ms=message.period_error_max_ms)
+
+
 __all__ = ["COMMAND_TYPES", "ObservationError", "array_to_image_message", "chunk_to_message",
            "command_message", "command_positions", "controller_tick_message", "image_message_to_array",
-           "message_to_chunk", "message_to_controller_state"]
+           "message_to_chunk", "message_to_controller_report", "message_to_controller_state"]
