@@ -351,15 +351,15 @@ def format_report(report: dict) -> str:
              f"batch={settings['batch_size']} {settings['dtype']} sampler={settings['sampler']}"
              f"{' +cuda-graph' if settings['cuda_graph'] and settings['device'].startswith('cuda') else ''}, "
              f"{settings['chunks']} chunks per mode, round-robin",
-             f"{'mode':<14}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'p50/van':>9}{'p95/van':>9}"
-             f"{'prefix':>9}{'denoise':>9}{'guidance':>9}{'peak GiB':>10}"]
+             f"{'mode':<14}{'p50 ms':>11}{'p95 ms':>11}{'max ms':>11}{'p50/van':>9}{'p95/van':>9}"
+             f"{'prefix':>11}{'denoise':>11}{'guidance':>11}{'peak GiB':>10}"]
     for name, result in report["modes"].items():
         latency, breakdown = result["latency_ms"], result["breakdown_ms"]
         peak = result["peak_memory_gib"]
-        lines.append(f"{name:<14}{latency['p50']:9.3f}{latency['p95']:9.3f}{latency['max']:9.3f}"
+        lines.append(f"{name:<14}{latency['p50']:11.3f}{latency['p95']:11.3f}{latency['max']:11.3f}"
                      f"{result['ratio_p50_to_vanilla']:9.3f}{result['ratio_p95_to_vanilla']:9.3f}"
-                     f"{breakdown['prefix_p50']:9.3f}{breakdown['denoise_p50']:9.3f}"
-                     f"{breakdown['guidance_p50']:9.3f}{'-' if peak is None else f'{peak:.2f}':>10}")
+                     f"{breakdown['prefix_p50']:11.3f}{breakdown['denoise_p50']:11.3f}"
+                     f"{breakdown['guidance_p50']:11.3f}{'-' if peak is None else f'{peak:.2f}':>10}")
     lines.append("handover read (controller side)     median us    p99 us")
     for name, result in report["handover_read_us"].items():
         lines.append(f"  {name:<34}{result['median_us']:9.3f}{result['p99_us']:10.3f}")
