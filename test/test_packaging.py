@@ -22,6 +22,8 @@ def test_messages_have_the_specified_fields_and_types():
         msg.ControllerTick: {
             'header': 'std_msgs/Header', 'tick': 'int64', 'chunk_sequence': 'uint64',
             'chunk_start_tick': 'int64', 'observed_delay': 'uint32', 'period_s': 'double',
+            'commands_published': 'uint64', 'swaps': 'uint64', 'underruns': 'uint64',
+            'period_error_p50_ms': 'float', 'period_error_p99_ms': 'float', 'period_error_max_ms': 'float',
         },
         msg.RtcStatus: {
             'header': 'std_msgs/Header', 'delay_history': 'sequence<uint32>',
