@@ -66,3 +66,35 @@ def test_an_auxiliary_target_trains_its_head_and_leaves_the_policy_interface_alo
                                              torch.as_tensor((targets - targets.mean()) / targets.std()))
     assert after < 0.2 * before
     assert set(policy.state_dict()) == set(ReferenceFlowPolicy(policy.config).state_dict())
+
+
+def _smooth_chunks(n=1000, horizon=16, action_dim=8, seed=0):
+    """Chunks determined by a 2-d state: smooth in time, H * M = 128 values each."""
+    rng = np.random.default_rng(seed)
+    state = rng.uniform(-1.0, 1.0, size=(n, 2)).astype(np.float32)
+    t = np.linspace(0.0, 1.0, horizon, dtype=np.float32)[None, :, None]
+    joint = np.arange(action_dim, dtype=np.float32)[None, None, :]
+    chunks = np.sin(2.0 * t * state[:, None, :1] + joint) + t * state[:, None, 1:] * (joint + 1) / action_dim
+    return {"state": state}, chunks.astype(np.float32)
+
+
+def test_predicting_actions_passes_a_chunk_far_wider_than_the_network():
+    """hidden_dim = 16 against H * M = 128: a direct velocity must carry the noise in x through
+    16 units and cannot; predicting the chunk (low-dimensional given the state) can."""
+    observations, chunks = _smooth_chunks()
+    test_observations, test_chunks = _smooth_chunks(n=64, seed=1)
+    errors = {}
+    for output in ("velocity", "actions"):
+        torch.manual_seed(0)
+        policy = ReferenceFlowPolicy(ReferencePolicyConfig(16, 8, 2, hidden_dim=16, network_output=output))
+        train_flow_policy(policy, observations, chunks, TrainingConfig(steps=600, batch_size=64))
+        generator = ChunkGenerator(policy, ChunkingConfig(method="naive_async"),
+                                   generator=torch.Generator().manual_seed(0))
+        samples = generator.generate({"state": torch.as_tensor(test_observations["state"])}, None, 0, 0)
+        errors[output] = float((samples - torch.as_tensor(test_chunks)).pow(2).mean())
+    assert errors["actions"] < 0.5 * errors["velocity"], errors
+
+
+def test_network_output_is_validated():
+    with pytest.raises(ValueError, match="network_output must be velocity or actions"):
+        ReferencePolicyConfig(4, 1, 1, network_output="noise")

@@ -32,10 +32,18 @@ class ReferencePolicyConfig:
     time_embedding_dim: int = 32
     velocity_network: str = "residual"
     """"residual" (pre-LayerNorm residual blocks, trains several times faster) or "mlp" (plain)."""
+    network_output: str = "velocity"
+    """"velocity": the network outputs v directly. "actions": it outputs the clean chunk a_hat and
+    ``velocity`` returns ``(a_hat - x) / (1 - tau)``, which is exactly E[v | x] when a_hat = E[a | x].
+    The network's hidden width (``hidden_dim``) is far below H * M: through that bottleneck it
+    cannot pass the full-rank noise in x that a direct v must contain, but a_hat, smooth and
+    determined mostly by the observation, passes easily."""
 
     def __post_init__(self) -> None:
         if self.velocity_network not in ("residual", "mlp"):
             raise ValueError(f"velocity_network must be residual or mlp, got {self.velocity_network!r}")
+        if self.network_output not in ("velocity", "actions"):
+            raise ValueError(f"network_output must be velocity or actions, got {self.network_output!r}")
         for name in ("prediction_horizon", "action_dim", "state_dim", "hidden_dim", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -97,6 +105,9 @@ class _ImageEncoder(nn.Module):
         return self.head(keypoints.flatten(1))
 
 
+_MIN_REMAINING_TIME = 0.05
+
+
 class ReferenceFlowPolicy(nn.Module):
     """Implements the :class:`~rtc_ros.core.policy.FlowPolicy` protocol.
 
@@ -142,7 +153,13 @@ class ReferenceFlowPolicy(nn.Module):
         """``time`` is one flow time for the batch, or one per sample (training)."""
         tau = torch.as_tensor(time, device=actions.device, dtype=actions.dtype).expand(actions.shape[0])
         inputs = torch.cat([actions.flatten(1), context, self._embed_time(tau)], dim=-1)
-        return self.velocity_net(inputs).view_as(actions)
+        output = self.velocity_net(inputs).view_as(actions)
+        if self.config.network_output == "velocity":
+            return output
+        # The floor keeps training finite near tau = 1 (where 1 / (1 - tau) weights the error);
+        # sampling with n <= 20 steps never evaluates tau above 0.95.
+        remaining = (1.0 - tau).clamp_min(_MIN_REMAINING_TIME)[:, None, None]
+        return (output - actions) / remaining
 
     def to_model_space(self, actions: torch.Tensor) -> torch.Tensor:
         return (actions - self.action_mean) / self.action_std

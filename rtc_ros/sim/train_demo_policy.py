@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     height, width = demos.images.shape[1:3]
     policy = ReferenceFlowPolicy(ReferencePolicyConfig(
         prediction_horizon=demos.action_chunks.shape[1], action_dim=demos.action_chunks.shape[2],
-        state_dim=demos.joint_positions.shape[1], image_shape=(3, height, width), hidden_dim=256))
+        state_dim=demos.joint_positions.shape[1], image_shape=(3, height, width), hidden_dim=256,
+        network_output="actions"))
     observations = {"state": demos.joint_positions, "image": demos.images.transpose(0, 3, 1, 2).copy()}
     # Training-only help for the image encoder: predict where the cubes are (the simulator's
     # truth). The policy's inputs stay the image and the joint positions.
