@@ -16,13 +16,7 @@ BATCH, HORIZON, ACTION_DIM, STEPS, BETA = 2, 50, 14, 5, 5.0
 MODES = [None, GuidanceMode.STOP_GRADIENT, GuidanceMode.VJP]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_cpu_thread():
-    """Tiny batch-1 models run fastest single-threaded; idle OpenMP workers spin against other load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,14 @@ import unittest
 
 import pytest
 
-launch_testing = pytest.importorskip(
-    "launch_testing", reason="launch_testing is not installed (it comes with ROS 2, not with scripts/setup.sh)")
-pytest.importorskip("launch_ros", reason="launch_ros is not installed (it comes with ROS 2, not with scripts/setup.sh)")
-launch_testing_ros = pytest.importorskip(
-    "launch_testing_ros", reason="launch_testing_ros is not installed (it comes with ROS 2, not with scripts/setup.sh)")
-pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run scripts/setup.sh)")
+from test_launch_support import (
+    assert_nodes_stopped_cleanly, isolate_ros_domain, skip_without_launch_testing, small_policy_checkpoint,
+)
+
+skip_without_launch_testing()
+
+import launch_testing  # noqa: E402
+import launch_testing_ros  # noqa: E402
 
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
@@ -19,9 +21,6 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource  # n
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from rtc_ros.msg import ActionChunk, ControllerTick, RtcStatus  # noqa: E402
-from test_launch_support import (  # noqa: E402
-    assert_nodes_stopped_cleanly, isolate_ros_domain, small_policy_checkpoint,
-)
 
 
 @pytest.mark.launch_test

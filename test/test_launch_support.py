@@ -11,10 +11,19 @@ import os
 import shutil
 import tempfile
 
+import pytest
 import torch
 
 from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig
 from rtc_ros.sim.bimanual import BimanualConfig
+
+
+def skip_without_launch_testing() -> None:
+    """Skip the calling launch test module where ROS 2's launch stack or the built messages are missing."""
+    for module in ("launch_testing", "launch_ros", "launch_testing_ros"):
+        pytest.importorskip(module, reason=f"{module} is not installed "
+                                           "(it comes with ROS 2, not with scripts/setup.sh)")
+    pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run scripts/setup.sh)")
 
 
 def isolate_ros_domain(test_number: int) -> str:

@@ -22,12 +22,7 @@ BATCH, HORIZON, STEPS, BETA = 2, 50, 5, 5.0
 MODES = [None, GuidanceMode.STOP_GRADIENT, GuidanceMode.VJP]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_cpu_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def lerobot_sample(policy, observation, noise):
