@@ -177,20 +177,16 @@ class TopicControllerLink:
 
     def __init__(self, node: Node, params: RtcParameters) -> None:
         self._node, self._params = node, params
-        self._states: AtomicSlot[ControllerState] = AtomicSlot()
-        self._last_tick: ControllerTick | None = None
+        self._ticks: AtomicSlot[ControllerTick] = AtomicSlot()
         self._publisher = node.create_publisher(ActionChunk, "chunks", CHUNK_QOS)
-        node.create_subscription(ControllerTick, "controller_tick", self._on_tick, CHUNK_QOS)
-
-    def _on_tick(self, message: ControllerTick) -> None:
-        self._states.publish(message_to_controller_state(message))
-        self._last_tick = message
+        node.create_subscription(ControllerTick, "controller_tick", self._ticks.publish, CHUNK_QOS)
 
     def start(self, initial_positions: np.ndarray) -> None:
         """The controller node seeds its command filter from joint states itself."""
 
     def controller_state(self) -> ControllerState | None:
-        return self._states.latest()
+        tick = self._ticks.latest()
+        return None if tick is None else message_to_controller_state(tick)
 
     def publish_chunk(self, chunk: Chunk) -> None:
         p = self._params
@@ -199,8 +195,8 @@ class TopicControllerLink:
                                                  p.method.value, guidance))
 
     def report(self) -> ControllerReport:
-        last = self._last_tick
-        return ControllerReport() if last is None else message_to_controller_report(last)
+        tick = self._ticks.latest()
+        return ControllerReport() if tick is None else message_to_controller_report(tick)
 
     def is_alive(self) -> bool:
         return True
