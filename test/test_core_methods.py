@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from rtc_ros.core import (
-    ChunkGenerator, ChunkingConfig, GuidanceMode, InferencePlanner, Method, TimeConvention, make_executor,
+    ChunkExecutor, ChunkGenerator, ChunkingConfig, GuidanceMode, InferencePlanner, Method, TimeConvention,
 )
 from rtc_ros.core.simulated_time import SimulatedTimeLoop
 from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig
@@ -83,7 +83,7 @@ def test_bid_picks_the_sample_most_coherent_with_the_previous_chunk(policy):
 def test_every_method_runs_in_the_real_time_loop_without_skipping_actions(policy, method):
     config = ChunkingConfig(method=method, bid=ChunkingConfig().bid.__class__(num_samples=4, mode_size=2))
     generator = ChunkGenerator(policy, config)
-    executor = make_executor(config, min_execution_horizon=2)
+    executor = ChunkExecutor(config.executor_spec(min_execution_horizon=2))
     planner = InferencePlanner(H, min_execution_horizon=2)
 
     def infer(request):

@@ -5,7 +5,7 @@ import pytest
 
 from rtc_ros.core import (
     INITIAL_CONTROLLER_STATE, Chunk, ChunkExecutor, ChunkingConfig, ControllerState, DelayEstimator,
-    InferencePlanner, make_executor,
+    InferencePlanner,
 )
 from rtc_ros.core.simulated_time import SimulatedTimeLoop
 
@@ -88,7 +88,7 @@ def test_nothing_is_commanded_before_the_first_chunk():
 
 def test_synchronous_execution_pauses_the_clock_while_waiting():
     config = ChunkingConfig(method="sync")
-    executor = make_executor(config, min_execution_horizon=4)
+    executor = ChunkExecutor(config.executor_spec(min_execution_horizon=4))
     planner = InferencePlanner(H, min_execution_horizon=4)
     loop = SimulatedTimeLoop(executor, planner, _index_chunks, lambda r: 0 if r.warmup else 3)
     results = _run(loop, 28)
@@ -137,7 +137,7 @@ def test_executor_accepts_batched_chunks():
 
 def test_temporal_ensembling_averages_every_prediction_for_the_tick():
     config = ChunkingConfig(method="temporal_ensembling")
-    executor = make_executor(config, 2)
+    executor = ChunkExecutor(config.executor_spec(2))
     first = Chunk(np.zeros((4, 1)), start_tick=0, sequence=0)
     executor.tick(first)
     second = Chunk(np.ones((4, 1)), start_tick=1, sequence=1)

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from rtc_ros.core import AtomicSlot, Chunk, ChunkExecutor
+from rtc_ros.core import AtomicSlot, Chunk, ChunkExecutor, ChunkingConfig, ExecutorSpec, Method
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
 from rtc_ros.runtime.control_loop import ControlLoop, ControlProcess, ControlProcessSpec, ControllerReport
 
@@ -73,7 +73,7 @@ class QueueSink:
 def test_control_process_executes_chunks_handed_over_through_shared_memory():
     commands = multiprocessing.get_context("spawn").Queue()
     process = ControlProcess(ControlProcessSpec(
-        period_s=0.01, chunk_shape=(H, 2), limits=LIMITS, pause_after=None, make_sink=QueueSink(commands),
+        period_s=0.01, chunk_shape=(H, 2), limits=LIMITS, executor=ExecutorSpec(), make_sink=QueueSink(commands),
         initial_positions=(0.0, 0.0)))
     process.publish_chunk(_ramp_chunk(0, 0))
     process.start()
@@ -103,3 +103,73 @@ def test_control_process_executes_chunks_handed_over_through_shared_memory():
 def test_control_loop_rejects_a_non_positive_period():
     with pytest.raises(ValueError, match="period_s"):
         ControlLoop(0.0, ChunkExecutor(), AtomicSlot(), AtomicSlot(), CommandFilter(LIMITS), print)
+
+
+def _process_commands(spec, first: Chunk, second_actions: np.ndarray) -> tuple[np.ndarray, Chunk]:
+    """Run a control process on ``first``; once it is a few ticks in, hand over a second chunk
+    starting at the controller's clock. Every command it sent, and the second chunk."""
+    commands = multiprocessing.get_context("spawn").Queue()
+    process = ControlProcess(ControlProcessSpec(
+        period_s=0.01, chunk_shape=first.actions.shape, limits=LIMITS, executor=spec,
+        make_sink=QueueSink(commands), initial_positions=(0.0, 0.0)))
+    process.publish_chunk(first)
+    process.start()
+    try:
+        deadline = time.monotonic() + 20
+        while (process.controller_state() is None or process.controller_state().tick < 3) and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # the synchronous baseline pauses here, the others run on
+        second = Chunk(second_actions, process.controller_state().tick, 1)
+        process.publish_chunk(second)
+        while process.controller_state().sequence != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        swapped_at = process.report().ticks  # the report lags by up to report_period_s
+        while process.report().ticks < swapped_at + 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        assert process.stop() == 0
+    received = []
+    while True:
+        try:
+            received.append(commands.get(timeout=1.0))
+        except queue.Empty:
+            break
+    return np.array(received), second
+
+
+def _in_process_actions(spec, first: Chunk, second: Chunk, ticks: int, swap_tick: int) -> np.ndarray:
+    """What :class:`ChunkExecutor` commands in this process when ``second`` arrives at ``swap_tick``."""
+    executor = ChunkExecutor(spec)
+    return np.array([executor.tick(second if t >= swap_tick else first).action for t in range(ticks)])
+
+
+def _matches_in_process(spec, first, second, received) -> bool:
+    """Whether ``received`` is what the executor commands in this process for some swap tick."""
+    return any(np.allclose(received, _in_process_actions(spec, first, second, len(received), swap_tick))
+               for swap_tick in range(1, len(received) - 10))
+
+
+@pytest.mark.parametrize("method", list(Method), ids=lambda m: m.value)
+def test_every_method_runs_in_the_control_process_as_in_process(method):
+    horizon, min_execution_horizon = 40, 4
+    spec = ChunkingConfig(method=method).executor_spec(min_execution_horizon)
+    ramp = np.arange(horizon, dtype=float)[:, None] * [0.01, -0.01]
+    first = Chunk(ramp, 0, 0)
+    received, second = _process_commands(spec, first, ramp + 0.5)
+    assert _matches_in_process(spec, first, second, received)
+    if method in (Method.SYNC, Method.TEMPORAL_ENSEMBLING):
+        assert not _matches_in_process(ExecutorSpec(), first, second, received)
+
+
+def test_temporal_ensembling_in_the_control_process_averages_overlapping_chunks():
+    horizon = 40
+    spec = ChunkingConfig(method=Method.TEMPORAL_ENSEMBLING).executor_spec(4)
+    ramp = np.arange(horizon, dtype=float)[:, None] * [0.01, -0.01]
+    received, second = _process_commands(spec, Chunk(ramp, 0, 0), ramp + 0.5)
+    # While both chunks cover a tick, the command lies between their actions, at ACT's weights
+    # exp(-m i) (oldest prediction i = 0): (1, e^-m) normalised for the two chunks here.
+    newest_weight = np.exp(-spec.ensembling.decay) / (1.0 + np.exp(-spec.ensembling.decay))
+    ticks = np.arange(second.start_tick, min(horizon, len(received)))
+    blended = (1 - newest_weight) * ramp[ticks] + newest_weight * second.actions[ticks - second.start_tick]
+    assert np.any(np.all(np.isclose(received[ticks], blended), axis=1))

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from rtc_ros.core.handover import AtomicSlot
-from rtc_ros.core.methods import ChunkGenerator, ChunkingConfig
-from rtc_ros.core.scheduler import ChunkExecutor, InferencePlanner
+from rtc_ros.core.config import ChunkingConfig
+from rtc_ros.core.methods import ChunkGenerator
+from rtc_ros.core.scheduler import ChunkExecutor, ExecutorSpec, InferencePlanner
 from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
 from rtc_ros.runtime.control_loop import ControlLoop, ControllerReport, ControlProcess, ControlProcessSpec
@@ -76,7 +77,7 @@ def measure_thread(seconds: float, period_s: float) -> dict:
 
 
 def measure_process(seconds: float, period_s: float) -> dict:
-    process = ControlProcess(ControlProcessSpec(period_s, (HORIZON, ACTION_DIM), LIMITS, None, DiscardSink(),
+    process = ControlProcess(ControlProcessSpec(period_s, (HORIZON, ACTION_DIM), LIMITS, ExecutorSpec(), DiscardSink(),
                                                 tuple([0.0] * ACTION_DIM)))
     worker = _worker(process.controller_state, process.publish_chunk)
     process.start()

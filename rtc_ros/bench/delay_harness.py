@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from rtc_ros.bench.tasks import Task
-from rtc_ros.core import ChunkingConfig, InferencePlanner, InferenceRequest, Method, make_executor
+from rtc_ros.core import ChunkExecutor, ChunkingConfig, InferencePlanner, InferenceRequest, Method
 from rtc_ros.core.simulated_time import SimulatedTimeLoop
 
 Generate = Callable[[Mapping[str, Any], "torch.Tensor | None", int, int], torch.Tensor]
@@ -144,7 +144,7 @@ def run_rollouts(
         raise ValueError(f"execution_horizon + inference_delay must be <= H={prediction_horizon}, got "
                          f"{execution_horizon} + {inference_delay}")
     task.reset(rollouts, np.random.default_rng(seed))
-    executor = make_executor(config, execution_horizon)
+    executor = ChunkExecutor(config.executor_spec(execution_horizon))
     planner = InferencePlanner(prediction_horizon, execution_horizon, initial_delay=inference_delay)
     request_ticks: list[int] = []
     prefix_errors: list[np.ndarray] = []

@@ -30,7 +30,8 @@ from typing import Any
 
 import torch
 
-from rtc_ros.core.guidance import GuidanceMode, guidance_mode, guidance_weight
+from rtc_ros.core.config import GuidanceMode, parse_enum
+from rtc_ros.core.guidance import euler_steps, guidance_weight
 from rtc_ros.core.policy import FlowPolicy, paper_velocity
 
 _WARMUP_RUNS = 3  # side-stream runs before capture, as torch.cuda.graph requires for autograd
@@ -58,8 +59,6 @@ class CompiledGuidedSampler:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-        if not beta > 0:
-            raise ValueError(f"beta must be > 0, got {beta}")
         device = torch.device(policy.device)
         if cuda_graph is None:
             cuda_graph = device.type == "cuda"
@@ -97,7 +96,7 @@ class CompiledGuidedSampler:
         are taken from the first call). ``previous_chunk`` (B, H, M), right-padded, and
         ``weights`` (H,) as for ``guided_sample``; None samples without guidance.
         """
-        mode = None if previous_chunk is None else guidance_mode(guidance)
+        mode = None if previous_chunk is None else parse_enum(GuidanceMode, guidance, "guidance")
         self._check(noise, previous_chunk, weights)
         with torch.no_grad():
             self._bind_context(context)
@@ -142,31 +141,16 @@ class CompiledGuidedSampler:
     def _integrate(self, mode: GuidanceMode | None) -> None:
         """The n steps on the preallocated buffers: the body of ``guided_sample``, graph-safe."""
         velocity = paper_velocity(self.policy, self._context)
-        step, output = self._step, self._outputs[mode]
+        output = self._outputs[mode]
+        arguments = (velocity, self._noise, self._taus, self._step, self._target, self._mask,
+                     self._guidance_weights, mode)
         if mode is GuidanceMode.VJP:
-            actions = self._noise
-            for tau, w in zip(self._taus, self._guidance_weights):
-                with torch.enable_grad():
-                    sample = actions.detach().requires_grad_(True)
-                    v = velocity(sample, tau)
-                    final_estimate = sample + (1.0 - tau) * v  # step 2
-                    error = (self._target - final_estimate.detach()) * self._mask  # step 3
-                    (vjp,) = torch.autograd.grad(final_estimate, sample, grad_outputs=error)  # step 4
-                actions = actions + step * (v.detach() + w * vjp)  # step 7
+            actions = euler_steps(*arguments)
             with torch.no_grad():
                 output.copy_(actions)
             return
         with torch.no_grad():
-            actions = self._noise
-            if mode is None:
-                for tau in self._taus:
-                    actions = actions + step * velocity(actions, tau)
-            else:
-                for tau, w in zip(self._taus, self._guidance_weights):
-                    v = velocity(actions, tau)
-                    error = (self._target - (actions + (1.0 - tau) * v)) * self._mask  # steps 2-3
-                    actions = actions + step * (v + w * error)  # step 7 with g = e
-            output.copy_(actions)
+            output.copy_(euler_steps(*arguments))
 
     def _capture(self, mode: GuidanceMode | None) -> torch.cuda.CUDAGraph:
         side = torch.cuda.Stream(device=self._noise.device)

@@ -10,29 +10,12 @@ be captured in a CUDA graph.
 """
 from __future__ import annotations
 
-import enum
+from typing import Sequence
 
 import torch
 
+from rtc_ros.core.config import GuidanceMode, parse_enum
 from rtc_ros.core.policy import VelocityField
-
-
-class GuidanceMode(enum.Enum):
-    """How the guidance gradient ``g = e^T dA1_hat/dA`` is computed (step 4)."""
-
-    VJP = "vjp"
-    """Exact: one backward pass through the velocity network per step."""
-    STOP_GRADIENT = "stop_gradient"
-    """v treated as constant, so ``g = e``: no backward pass, no autograd graph."""
-
-
-def guidance_mode(mode: GuidanceMode | str) -> GuidanceMode:
-    """Parse a guidance mode, naming the valid ones when it is unknown."""
-    try:
-        return GuidanceMode(mode)
-    except ValueError:
-        names = ", ".join(m.value for m in GuidanceMode)
-        raise ValueError(f"guidance must be one of {names}, got {mode!r}") from None
 
 
 def guidance_weight(tau: float, beta: float) -> float:
@@ -50,15 +33,13 @@ def guidance_weight(tau: float, beta: float) -> float:
     return float(min(beta, (tau * tau + (1.0 - tau) ** 2) / (tau * (1.0 - tau))))
 
 
-def _check_inputs(noise, previous_chunk, weights, num_steps, beta) -> None:
+def _check_inputs(noise, previous_chunk, weights, num_steps) -> None:
     if noise.ndim != 3:
         raise ValueError(f"noise must be (B, H, M), got shape {tuple(noise.shape)}")
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     if previous_chunk is None:
         return
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
     if previous_chunk.shape != noise.shape:
         raise ValueError(
             f"previous_chunk must have the shape of noise {tuple(noise.shape)}, "
@@ -86,28 +67,52 @@ def guided_sample(
     mask W from :func:`rtc_ros.core.masks.prefix_weights`. In VJP mode gradients flow only
     into the action sample; parameters of the velocity network get no gradient.
     """
-    mode = guidance_mode(guidance)
-    _check_inputs(noise, previous_chunk, weights, num_steps, beta)
+    mode = parse_enum(GuidanceMode, guidance, "guidance")
+    _check_inputs(noise, previous_chunk, weights, num_steps)
     step = 1.0 / num_steps
     taus = [k * step for k in range(num_steps)]
     if previous_chunk is None:
         with torch.inference_mode():
-            actions = noise
-            for tau in taus:
-                actions = actions + step * velocity(actions, tau)
-            return actions
+            return euler_steps(velocity, noise, taus, step)
     target = previous_chunk.to(noise.dtype)
     mask = weights.to(device=noise.device, dtype=noise.dtype)[None, :, None]
     guidance_weights = [guidance_weight(tau, beta) for tau in taus]
     if mode is GuidanceMode.STOP_GRADIENT:
         with torch.inference_mode():
-            actions = noise
-            for tau, w in zip(taus, guidance_weights):
-                v = velocity(actions, tau)
-                error = (target - (actions + (1.0 - tau) * v)) * mask  # steps 2-3
-                actions = actions + step * (v + w * error)  # step 7 with g = e
-            return actions
-    actions = noise.detach()
+            return euler_steps(velocity, noise, taus, step, target, mask, guidance_weights, mode)
+    return euler_steps(velocity, noise, taus, step, target, mask, guidance_weights, mode).detach()
+
+
+def euler_steps(
+    velocity: VelocityField,
+    noise: torch.Tensor,
+    taus: Sequence[float],
+    step: float,
+    target: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    guidance_weights: Sequence[float] = (),
+    mode: GuidanceMode | None = None,
+) -> torch.Tensor:
+    """The n Euler steps of GUIDEDINFERENCE from ``noise``, shared by the eager and compiled samplers.
+
+    ``mode`` None integrates without guidance; otherwise ``target`` (B, H, M), ``mask`` W as
+    (1, H, 1) and one guidance weight per flow time in ``taus``. No host synchronisation and no
+    data-dependent branch, so a CUDA graph can capture it. The caller picks the grad-free mode
+    around it (``inference_mode`` eagerly, ``no_grad`` under graph capture); VJP mode enables
+    gradients for each step's backward pass itself.
+    """
+    actions = noise
+    if mode is None:
+        for tau in taus:
+            actions = actions + step * velocity(actions, tau)
+        return actions
+    if mode is GuidanceMode.STOP_GRADIENT:
+        for tau, w in zip(taus, guidance_weights):
+            v = velocity(actions, tau)
+            error = (target - (actions + (1.0 - tau) * v)) * mask  # steps 2-3
+            actions = actions + step * (v + w * error)  # step 7 with g = e
+        return actions
+    actions = actions.detach()
     for tau, w in zip(taus, guidance_weights):
         with torch.enable_grad():
             sample = actions.detach().requires_grad_(True)
@@ -116,7 +121,7 @@ def guided_sample(
             error = (target - final_estimate.detach()) * mask  # step 3
             (vjp,) = torch.autograd.grad(final_estimate, sample, grad_outputs=error)  # step 4
         actions = actions + step * (v.detach() + w * vjp)  # step 7
-    return actions.detach()
+    return actions
 
 
 def pad_to_horizon(unexecuted: torch.Tensor, prediction_horizon: int) -> torch.Tensor:
@@ -129,4 +134,4 @@ def pad_to_horizon(unexecuted: torch.Tensor, prediction_horizon: int) -> torch.T
     return torch.nn.functional.pad(unexecuted, (0, 0, 0, missing))
 
 
-__all__ = ["GuidanceMode", "guidance_mode", "guidance_weight", "guided_sample", "pad_to_horizon"]
+__all__ = ["GuidanceMode", "euler_steps", "guidance_weight", "guided_sample", "pad_to_horizon"]

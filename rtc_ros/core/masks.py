@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from rtc_ros.core.config import parse_enum
+
 
 class MaskSchedule(enum.Enum):
     """How W decays over the overlap ``d <= i < H - s`` (the paper's Eq. 5 is EXP)."""
@@ -14,14 +16,6 @@ class MaskSchedule(enum.Enum):
     LINEAR = "linear"
     HARD = "hard"
     ONES = "ones"
-
-
-def _schedule(schedule: MaskSchedule | str) -> MaskSchedule:
-    try:
-        return MaskSchedule(schedule)
-    except ValueError:
-        names = ", ".join(m.value for m in MaskSchedule)
-        raise ValueError(f"schedule must be one of {names}, got {schedule!r}") from None
 
 
 def prefix_weights(
@@ -35,7 +29,7 @@ def prefix_weights(
     Eq. 5: ``W_i = 1`` for ``i < d``; ``c_i (e^c_i - 1) / (e - 1)`` with
     ``c_i = (H - s - i) / (H - s - d + 1)`` for ``d <= i < H - s``; ``0`` for ``i >= H - s``.
     """
-    schedule = _schedule(schedule)
+    schedule = parse_enum(MaskSchedule, schedule, "schedule")
     horizon, s, d = prediction_horizon, execution_horizon, inference_delay
     if horizon < 1:
         raise ValueError(f"prediction_horizon must be >= 1, got {horizon}")

@@ -1,103 +1,24 @@
 """RTC and its baselines behind one interface, so that a benchmark swaps them by name.
 
 A method decides two things: how a chunk is generated (:class:`ChunkGenerator`) and how the
-controller executes chunks (:func:`make_executor`). The real-time bookkeeping (when inference
-starts, s, d) is the same for all of them (:class:`rtc_ros.core.scheduler.InferencePlanner`).
+controller executes chunks (:meth:`ChunkingConfig.executor_spec`, torch-free in
+:mod:`rtc_ros.core.config`). The real-time bookkeeping (when inference starts, s, d) is the
+same for all of them (:class:`rtc_ros.core.scheduler.InferencePlanner`).
 """
 from __future__ import annotations
 
-import dataclasses
-import enum
 from typing import Any, Mapping
 
 import torch
 
 from rtc_ros.core.compiled import CompiledGuidedSampler
-from rtc_ros.core.guidance import GuidanceMode, guidance_mode, guided_sample, pad_to_horizon
+from rtc_ros.core.config import ChunkingConfig, Method
+from rtc_ros.core.guidance import guided_sample, pad_to_horizon
 from rtc_ros.core.masks import MaskSchedule, prefix_weights
 from rtc_ros.core.policy import FlowPolicy, paper_velocity
-from rtc_ros.core.scheduler import ChunkExecutor, TemporalEnsembling
-
-
-class Method(enum.Enum):
-    SYNC = "sync"
-    """Execute s actions, hold while the next chunk is inferred, resume at its first action."""
-    NAIVE_ASYNC = "naive_async"
-    """Infer while executing, no guidance, switch as soon as the chunk is ready."""
-    TEMPORAL_ENSEMBLING = "temporal_ensembling"
-    """ACT: execute a weighted average of every prediction made for the current tick."""
-    BID = "bid"
-    """Bidirectional decoding: sample N chunks, keep the most coherent and most typical one."""
-    RTC_HARD = "rtc_hard"
-    """RTC guided only on the frozen prefix (W = 1 for i < d, else 0)."""
-    RTC_SOFT = "rtc_soft"
-    """RTC with the paper's exponentially decaying soft mask (Eq. 5)."""
-
-
-def method(name: Method | str) -> Method:
-    try:
-        return Method(name)
-    except ValueError:
-        names = ", ".join(m.value for m in Method)
-        raise ValueError(f"method must be one of {names}, got {name!r}") from None
 
 
 _GUIDED_SCHEDULE = {Method.RTC_HARD: MaskSchedule.HARD, Method.RTC_SOFT: MaskSchedule.EXP}
-
-
-@dataclasses.dataclass(frozen=True)
-class BidConfig:
-    """Bidirectional decoding (Liu et al. 2024); the paper used N=32, K=3."""
-
-    num_samples: int = 32
-    mode_size: int = 3
-
-    def __post_init__(self) -> None:
-        if self.num_samples < 2:
-            raise ValueError(f"BID num_samples must be >= 2, got {self.num_samples}")
-        if not 1 <= self.mode_size < self.num_samples:
-            raise ValueError(f"BID mode_size must be in [1, num_samples), got {self.mode_size}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ChunkingConfig:
-    """Everything that selects and parameterises one method. Strings are accepted for enums."""
-
-    method: Method = Method.RTC_SOFT
-    num_steps: int = 5
-    """n, denoising steps."""
-    beta: float = 5.0
-    """Guidance-weight clip."""
-    guidance: GuidanceMode = GuidanceMode.VJP
-    bid: BidConfig = BidConfig()
-    ensembling: TemporalEnsembling = TemporalEnsembling()
-    compiled: bool = False
-    """Sample with :class:`~rtc_ros.core.compiled.CompiledGuidedSampler`: preallocated buffers and,
-    on CUDA, one CUDA graph per mode. Same results as ``guided_sample``."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "method", method(self.method))
-        object.__setattr__(self, "guidance", guidance_mode(self.guidance))
-        if self.num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
-
-    @property
-    def label(self) -> str:
-        """e.g. ``rtc_soft/vjp``; the guidance mode only where it matters."""
-        if self.method in _GUIDED_SCHEDULE:
-            return f"{self.method.value}/{self.guidance.value}"
-        return self.method.value
-
-
-def make_executor(config: ChunkingConfig, min_execution_horizon: int) -> ChunkExecutor:
-    """The controller-side behaviour of a method."""
-    if config.method is Method.SYNC:
-        return ChunkExecutor(pause_after=min_execution_horizon)
-    if config.method is Method.TEMPORAL_ENSEMBLING:
-        return ChunkExecutor(ensembling=config.ensembling)
-    return ChunkExecutor()
 
 
 class ChunkGenerator:
@@ -150,7 +71,7 @@ class ChunkGenerator:
             return self._bid(observation, unexecuted, execution_horizon, batch_size)
         if noise is None:
             noise = self.noise(batch_size)
-        guided = self.config.method in _GUIDED_SCHEDULE and unexecuted is not None and unexecuted.shape[1] > 0
+        guided = self.config.method.guided and unexecuted is not None and unexecuted.shape[1] > 0
         return self._sample(self.policy, observation, noise,
                             unexecuted if guided else None, inference_delay, execution_horizon)
 

@@ -85,6 +85,24 @@ class TemporalEnsembling:
     max_chunks: int = 64
 
 
+@dataclasses.dataclass(frozen=True)
+class ExecutorSpec:
+    """How a :class:`ChunkExecutor` executes chunks; picklable, so a control process builds it.
+
+    Made from a method by :meth:`rtc_ros.core.config.ChunkingConfig.executor_spec`.
+    """
+
+    pause_after: int | None = None
+    """Synchronous baseline: hold after this many actions of a chunk and stop the clock until
+    the next chunk arrives; None runs each chunk to its end."""
+    ensembling: TemporalEnsembling | None = None
+    """Execute ACT's weighted average of every chunk covering the tick; None: the newest chunk."""
+
+    def __post_init__(self) -> None:
+        if self.pause_after is not None and self.pause_after < 1:
+            raise ValueError(f"pause_after must be >= 1 or None, got {self.pause_after}")
+
+
 class ChunkExecutor:
     """The controller's side: picks the newest chunk and the action that is due at each tick.
 
@@ -92,20 +110,11 @@ class ChunkExecutor:
     newest chunk it is handed.
     """
 
-    def __init__(
-        self,
-        pause_after: int | None = None,
-        ensembling: TemporalEnsembling | None = None,
-    ) -> None:
-        """``pause_after``: synchronous baseline, hold after this many actions of a chunk and
-        stop the clock until the next chunk arrives; None runs each chunk to its end."""
-        if pause_after is not None and pause_after < 1:
-            raise ValueError(f"pause_after must be >= 1 or None, got {pause_after}")
-        self._pause_after = pause_after
-        self._ensembling = ensembling
+    def __init__(self, spec: ExecutorSpec = ExecutorSpec()) -> None:
+        self.spec = spec
         self._current: Chunk | None = None
         self._ensemble: collections.deque[Chunk] = collections.deque(
-            maxlen=ensembling.max_chunks if ensembling else 1
+            maxlen=spec.ensembling.max_chunks if spec.ensembling else 1
         )
         self._last_action: np.ndarray | None = None
         self._state = INITIAL_CONTROLLER_STATE
@@ -148,12 +157,13 @@ class ChunkExecutor:
         clock, observed_delay = self._state.tick, self._state.observed_delay
         index = clock - chunk.start_tick
         horizon = chunk.prediction_horizon
-        if self._pause_after is not None and index >= min(self._pause_after, horizon):
+        pause_after = self.spec.pause_after
+        if pause_after is not None and index >= min(pause_after, horizon):
             self.paused_ticks += 1
             return TickResult(self._last_action, -1, underrun=False, swapped=swapped, paused=True)
         self._publish(clock + 1, chunk, observed_delay)
         if 0 <= index < horizon:
-            action = self._ensembled(clock) if self._ensembling else chunk.actions[..., index, :]
+            action = self._ensembled(clock) if self.spec.ensembling else chunk.actions[..., index, :]
             self._last_action = action
             return TickResult(action, index, underrun=False, swapped=swapped, paused=False)
         self.underruns += 1
@@ -164,7 +174,7 @@ class ChunkExecutor:
 
     def _ensembled(self, clock: int) -> np.ndarray:
         covering = [c for c in self._ensemble if 0 <= clock - c.start_tick < c.prediction_horizon]
-        weights = np.exp(-self._ensembling.decay * np.arange(len(covering)))
+        weights = np.exp(-self.spec.ensembling.decay * np.arange(len(covering)))
         stacked = np.stack([c.actions[..., clock - c.start_tick, :] for c in covering])
         return np.tensordot(weights / weights.sum(), stacked, axes=1)
 

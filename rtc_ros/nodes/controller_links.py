@@ -14,8 +14,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from rtc_ros.core.handover import AtomicSlot
-from rtc_ros.core.methods import ChunkingConfig, make_executor
-from rtc_ros.core.scheduler import Chunk, ControllerState
+from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState
 from rtc_ros.msg import ActionChunk, ControllerTick
 from rtc_ros.nodes.messages import (
     COMMAND_TYPES, chunk_to_message, command_message, message_to_controller_report, message_to_controller_state,
@@ -44,10 +43,6 @@ class CommandPublisher:
                                                 self._node.get_clock().now(), self._period_s))
 
 
-def _executor(params: RtcParameters):
-    return make_executor(ChunkingConfig(method=params.method), params.min_execution_horizon)
-
-
 class ThreadControllerLink:
     """Control loop in a thread of this process; chunks and state through in-process atomic slots."""
 
@@ -55,8 +50,8 @@ class ThreadControllerLink:
         self._chunks: AtomicSlot[Chunk] = AtomicSlot()
         self._states: AtomicSlot[ControllerState] = AtomicSlot()
         self._filter = CommandFilter(params.joint_limits())
-        self._loop = ControlLoop(params.period_s, _executor(params), self._chunks, self._states, self._filter,
-                                 CommandPublisher(node, params))
+        self._loop = ControlLoop(params.period_s, ChunkExecutor(params.executor_spec()), self._chunks,
+                                 self._states, self._filter, CommandPublisher(node, params))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop.run, args=(self._stop,), name="rtc_control", daemon=True)
 
@@ -145,10 +140,9 @@ class ProcessControllerLink:
 
     def start(self, initial_positions: np.ndarray) -> None:
         p = self._params
-        pause_after = p.min_execution_horizon if p.method.value == "sync" else None
         self._process = ControlProcess(ControlProcessSpec(
             period_s=p.period_s, chunk_shape=(p.prediction_horizon, len(p.joint_names)), limits=p.joint_limits(),
-            pause_after=pause_after, make_sink=self._sink_factory,
+            executor=p.executor_spec(), make_sink=self._sink_factory,
             initial_positions=tuple(float(v) for v in initial_positions)))
         self._process.start()
 
@@ -190,9 +184,8 @@ class TopicControllerLink:
 
     def publish_chunk(self, chunk: Chunk) -> None:
         p = self._params
-        guidance = p.guidance.value if p.method.value.startswith("rtc") else "none"
         self._publisher.publish(chunk_to_message(chunk, p.joint_names, self._node.get_clock().now(),
-                                                 p.method.value, guidance))
+                                                 p.method, p.guidance))
 
     def report(self) -> ControllerReport:
         tick = self._ticks.latest()

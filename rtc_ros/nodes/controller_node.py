@@ -18,13 +18,13 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 
 from rtc_ros.core.handover import AtomicSlot
-from rtc_ros.core.methods import ChunkingConfig, make_executor
+from rtc_ros.core.scheduler import ChunkExecutor
 from rtc_ros.msg import ActionChunk, ControllerTick
 from rtc_ros.nodes import parameters
 from rtc_ros.nodes.controller_links import CHUNK_QOS, CommandPublisher
 from rtc_ros.nodes.diagnostics import HealthMonitor, diagnostic_array
-from rtc_ros.nodes.inference_node import run
 from rtc_ros.nodes.messages import controller_tick_message, message_to_chunk
+from rtc_ros.nodes.runner import run
 from rtc_ros.runtime.command_filter import CommandFilter
 from rtc_ros.runtime.control_loop import ControlLoop, ControllerReport
 from rtc_ros.runtime.observation import ObservationAssembler, ObservationSpec
@@ -43,7 +43,7 @@ class ControllerNode(Node):
         self._tick_publisher = self.create_publisher(ControllerTick, "controller_tick", CHUNK_QOS)
         self._filter = CommandFilter(p.joint_limits())
         self.loop = ControlLoop(
-            p.period_s, make_executor(ChunkingConfig(method=p.method), p.min_execution_horizon), self._chunks,
+            p.period_s, ChunkExecutor(p.executor_spec()), self._chunks,
             self._states, self._filter, CommandPublisher(self, p), on_tick=self._on_tick)
         self._joints = ObservationAssembler(ObservationSpec(p.joint_names, (), (3, 1, 1), max_age_s=1.0))
         self.rejected_chunks = 0

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from rtc_ros.msg import RtcStatus
 from rtc_ros.runtime.control_loop import ControllerReport
-from rtc_ros.runtime.inference_worker import InferenceReport
+
+if TYPE_CHECKING:  # the inference worker needs torch; the controller node must not load it
+    from rtc_ros.runtime.inference_worker import InferenceReport
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
-import threading
 
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, JointState
 
-from rtc_ros.core.methods import ChunkGenerator, ChunkingConfig
+from rtc_ros.core.methods import ChunkGenerator
 from rtc_ros.core.scheduler import Chunk, InferencePlanner
 from rtc_ros.msg import ActionChunk, RtcStatus
 from rtc_ros.nodes import parameters
@@ -33,6 +28,7 @@ from rtc_ros.nodes.controller_links import (
 from rtc_ros.nodes.diagnostics import HealthMonitor, diagnostic_array, status_message
 from rtc_ros.nodes.messages import ObservationError, chunk_to_message, image_message_to_array
 from rtc_ros.nodes.parameters import ControllerPlacement, RtcParameters
+from rtc_ros.nodes.runner import run
 from rtc_ros.policies.loading import load_policy
 from rtc_ros.runtime.inference_worker import InferenceWorker
 from rtc_ros.runtime.observation import ObservationAssembler, ObservationSpec
@@ -80,8 +76,7 @@ class InferenceNode(Node):
             InferencePlanner(p.prediction_horizon, p.min_execution_horizon, p.delay_window, p.initial_inference_delay,
                              on_delay_clamped=self._on_delay_clamped),
             # On CUDA: preallocated buffers and one CUDA graph per mode for the denoising loop.
-            ChunkGenerator(self.policy, ChunkingConfig(method=p.method, num_steps=p.num_steps, beta=p.beta,
-                                                       guidance=p.guidance, compiled=p.device.startswith("cuda"))),
+            ChunkGenerator(self.policy, p.chunking_config()),
             self._observation, self.link.controller_state, self.link.publish_chunk, on_chunk=self._on_chunk)
         self.health = HealthMonitor(p.prediction_horizon, p.period_s, p.device)
         self._started = False
@@ -125,9 +120,8 @@ class InferenceNode(Node):
 
     def _on_chunk(self, chunk: Chunk) -> None:
         p = self.params
-        guidance = p.guidance.value if p.method.value.startswith("rtc") else "none"
         self._chunk_publisher.publish(chunk_to_message(chunk, p.joint_names, self.get_clock().now(),
-                                                       p.method.value, guidance))
+                                                       p.method, p.guidance))
 
     def _on_delay_clamped(self, delay: int, limit: int) -> None:
         self.get_logger().warning(
@@ -165,41 +159,6 @@ class InferenceNode(Node):
         """Stop inference, then the controller: after this nothing is commanded."""
         self.worker.stop()
         self.link.close()
-
-
-def ros_arguments(argv: list[str]) -> list[str]:
-    """The arguments after --ros-args (up to a lone --), to hand on to a child process."""
-    if "--ros-args" not in argv:
-        return []
-    tail = argv[argv.index("--ros-args") + 1:]
-    return tail[:tail.index("--")] if "--" in tail else tail
-
-
-def run(node_factory, args=None) -> None:
-    """``main`` of every node: init, spin until Ctrl-C, stop the runtime, destroy the node, shut down."""
-    # rclpy's SIGINT handler would shut the context down at once, under the inference worker, the
-    # control loop and the callbacks still publishing; and under ros2 launch a terminal's Ctrl-C
-    # arrives twice (to the process group, then from launch), the second one inside this cleanup.
-    # So SIGINT only ends the spin loop; SIGTERM keeps rclpy's handler. One executor thread: when
-    # the loop ends no callback is still running (the runtime's threads do the real-time work).
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.SIGTERM)
-    interrupted = threading.Event()
-    signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
-    node = None
-    try:
-        node = node_factory()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while rclpy.ok() and not interrupted.is_set():
-            executor.spin_once(timeout_sec=0.1)  # the SIGINT handler runs between waits
-    except ExternalShutdownException:
-        pass
-    finally:
-        if node is not None:
-            if hasattr(node, "shutdown"):
-                node.shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
 
 
 def main(args=None) -> None:

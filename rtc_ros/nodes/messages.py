@@ -10,6 +10,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from rtc_ros.core.config import GuidanceMode, Method
 from rtc_ros.core.scheduler import Chunk, ControllerState
 from rtc_ros.msg import ActionChunk, ControllerTick
 from rtc_ros.nodes.parameters import CommandFormat
@@ -89,13 +90,15 @@ def array_to_image_message(pixels_hwc: np.ndarray, stamp: Time, frame_id: str) -
     return message
 
 
-def chunk_to_message(chunk: Chunk, joint_names: Sequence[str], stamp: Time, method: str, guidance: str
-                     ) -> ActionChunk:
+def chunk_to_message(chunk: Chunk, joint_names: Sequence[str], stamp: Time, method: Method,
+                     guidance: GuidanceMode) -> ActionChunk:
+    """The chunk as a message; ``guidance`` is ``none`` for the methods that do not guide."""
     horizon, action_dim = chunk.actions.shape
     message = ActionChunk(
         joint_names=list(joint_names), prediction_horizon=horizon, action_dim=action_dim,
         start_tick=chunk.start_tick, inference_delay=chunk.inference_delay,
-        execution_horizon=chunk.execution_horizon, method=method, guidance=guidance,
+        execution_horizon=chunk.execution_horizon, method=method.value,
+        guidance=guidance.value if method.guided else "none",
         latency_ms=float(chunk.latency_s * 1e3), sequence=chunk.sequence + 1)
     message.actions = chunk.actions.astype(np.float32).ravel().tolist()
     message.header.stamp = stamp.to_msg()

@@ -16,8 +16,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from rtc_ros.core.guidance import GuidanceMode, guidance_mode
-from rtc_ros.core.methods import Method, method
+from rtc_ros.core.config import ChunkingConfig, GuidanceMode, Method, parse_enum
+from rtc_ros.core.scheduler import ExecutorSpec
 from rtc_ros.runtime.command_filter import JointLimits
 
 
@@ -37,14 +37,6 @@ class ControllerPlacement(enum.Enum):
     """Control loop in its own process (no GIL contention with torch), chunks in shared memory."""
     TOPIC = "topic"
     """A separate controller node, possibly on another machine; chunks travel as messages."""
-
-
-def _enum(kind: type[enum.Enum], value: str, parameter: str) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        names = ", ".join(m.value for m in kind)
-        raise ValueError(f"{parameter} must be one of {names}, got {value!r}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,15 +73,23 @@ class RtcParameters:
             raise ValueError(f"initial_inference_delay must be <= H - s_min = "
                              f"{self.prediction_horizon - self.min_execution_horizon}, "
                              f"got {self.initial_inference_delay}")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
         self.joint_limits()  # per-joint lengths and orderings
+        self.chunking_config()  # n, beta
 
     @property
     def period_s(self) -> float:
         return 1.0 / self.control_rate_hz
+
+    def chunking_config(self) -> ChunkingConfig:
+        """The method and its settings; sampled with CUDA graphs on a CUDA device."""
+        return ChunkingConfig(method=self.method, num_steps=self.num_steps, beta=self.beta,
+                              guidance=self.guidance, compiled=self.device.startswith("cuda"))
+
+    def executor_spec(self) -> ExecutorSpec:
+        """How the controller executes chunks of this method."""
+        return self.chunking_config().executor_spec(self.min_execution_horizon)
 
     def joint_limits(self) -> JointLimits:
         max_step = tuple(v * self.period_s for v in self.max_velocity)
@@ -101,10 +101,10 @@ class RtcParameters:
         v = dict(values)
         for name in ("joint_names", "position_lower", "position_upper", "max_velocity", "camera_names"):
             v[name] = tuple(v[name])
-        v["command_format"] = _enum(CommandFormat, v["command_format"], "command_format")
-        v["controller"] = _enum(ControllerPlacement, v["controller"], "controller")
-        v["guidance"] = guidance_mode(v["guidance"])
-        v["method"] = method(v["method"])
+        v["command_format"] = parse_enum(CommandFormat, v["command_format"], "command_format")
+        v["controller"] = parse_enum(ControllerPlacement, v["controller"], "controller")
+        v["guidance"] = parse_enum(GuidanceMode, v["guidance"], "guidance")
+        v["method"] = parse_enum(Method, v["method"], "method")
         return cls(**v)
 
 
@@ -202,7 +202,5 @@ def declare(node: Node, names: tuple[str, ...] | None = None) -> RtcParameters:
 def with_changes(current: RtcParameters, changes: dict[str, Any]) -> RtcParameters:
     """The snapshot after ``changes``; raises ValueError naming the broken rule."""
     values = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
-    for key in ("command_format", "controller", "guidance", "method"):
-        values[key] = values[key].value
     values.update(changes)
     return RtcParameters.from_values(values)

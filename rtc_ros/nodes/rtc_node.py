@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import sys
 
-from rtc_ros.nodes.inference_node import InferenceNode, ros_arguments, run
+from rtc_ros.nodes.inference_node import InferenceNode
+
 from rtc_ros.nodes.parameters import ControllerPlacement
+from rtc_ros.nodes.runner import ros_arguments, run
 
 
 def main(args=None) -> None:

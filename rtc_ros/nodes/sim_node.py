@@ -18,10 +18,11 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
+from rtc_ros.core.config import parse_enum
 from rtc_ros.nodes.controller_links import COMMAND_QOS
-from rtc_ros.nodes.inference_node import run
 from rtc_ros.nodes.messages import COMMAND_TYPES, array_to_image_message, command_positions
-from rtc_ros.nodes.parameters import CommandFormat, _enum
+from rtc_ros.nodes.parameters import CommandFormat
+from rtc_ros.nodes.runner import run
 from rtc_ros.sim.bimanual import BimanualConfig, BimanualSim
 
 _DECLARATIONS = {
@@ -41,7 +42,7 @@ class SimNode(Node):
         values = {
             name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
             for name, (default, text) in _DECLARATIONS.items()}
-        self.command_format = _enum(CommandFormat, values["command_format"], "command_format")
+        self.command_format = parse_enum(CommandFormat, values["command_format"], "command_format")
         if not (values["joint_state_rate_hz"] > 0 and values["camera_rate_hz"] > 0 and values["physics_rate_hz"] > 0):
             raise ValueError("joint_state_rate_hz, camera_rate_hz and physics_rate_hz must be > 0")
         self.sim = BimanualSim(BimanualConfig(), np.random.default_rng(values["seed"]))

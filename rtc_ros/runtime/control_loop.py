@@ -25,7 +25,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from rtc_ros.core.handover import SharedMemorySlot, shared_chunk_slot, shared_state_slot
-from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, TickResult
+from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, ExecutorSpec, TickResult
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
 from rtc_ros.runtime.stats import RollingStats
 
@@ -160,7 +160,8 @@ class ControlProcessSpec:
     period_s: float
     chunk_shape: tuple[int, int]
     limits: JointLimits
-    pause_after: int | None
+    executor: ExecutorSpec
+    """How chunks are executed: from :meth:`rtc_ros.core.config.ChunkingConfig.executor_spec`."""
     make_sink: Callable[[], CommandSink]
     """Called in the child process (e.g. creates a ROS publisher there); must be picklable.
     The sink's ``close()``, if it has one, is called when the loop stops."""
@@ -241,7 +242,7 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, str, str],
     command_filter = CommandFilter(spec.limits)
     command_filter.reset(None if spec.initial_positions is None else np.asarray(spec.initial_positions))
     sink = spec.make_sink()
-    loop = ControlLoop(spec.period_s, ChunkExecutor(pause_after=spec.pause_after), chunks, states,
+    loop = ControlLoop(spec.period_s, ChunkExecutor(spec.executor), chunks, states,
                        command_filter, sink)
     reporter_stop = threading.Event()
 

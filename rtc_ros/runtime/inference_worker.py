@@ -23,7 +23,7 @@ from rtc_ros.runtime.stats import RollingStats
 _LOG = logging.getLogger(__name__)
 
 ObservationSource = Callable[[], Mapping[str, Any] | None]
-"""Returns the newest complete, fresh observation (batch of 1, torch tensors), or None."""
+"""Returns the newest complete, fresh observation (batch of 1, numpy arrays or tensors), or None."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +86,7 @@ class InferenceWorker:
         that would otherwise land in the first observed delays and inflate d for b chunks.
         """
         started = time.perf_counter()
+        observation = _tensors(observation)
         chunk = self.generator.generate(observation, None, 0, 0)
         horizon = chunk.shape[1]
         s = self.planner.min_execution_horizon
@@ -104,7 +105,8 @@ class InferenceWorker:
         started = time.perf_counter()
         request = self.planner.plan(state, self._current)
         unexecuted = None if request.warmup else torch.from_numpy(np.array(request.unexecuted))[None].float()
-        actions = self.generator.generate(observation, unexecuted, request.inference_delay, request.execution_horizon)
+        actions = self.generator.generate(_tensors(observation), unexecuted, request.inference_delay,
+                                          request.execution_horizon)
         actions = actions[0].detach().to("cpu", torch.float64).numpy()
         latency_s = time.perf_counter() - started
         chunk = Chunk(actions, request.request_tick, request.sequence, request.inference_delay,
@@ -146,3 +148,9 @@ class InferenceWorker:
                 chunk = None
             if chunk is None:
                 self._stop.wait(self._poll_period_s)
+
+
+def _tensors(observation: Mapping[str, Any]) -> dict[str, Any]:
+    """The observation with its arrays as torch tensors (sharing memory), as policies take it."""
+    return {key: torch.as_tensor(value) if isinstance(value, np.ndarray) else value
+            for key, value in observation.items()}

@@ -14,7 +14,6 @@ import threading
 from typing import Sequence
 
 import numpy as np
-import torch
 
 SUPPORTED_ENCODINGS = {"rgb8": (3, False), "bgr8": (3, True), "mono8": (1, False)}
 """encoding -> (channels, reversed channel order)."""
@@ -103,8 +102,11 @@ class ObservationAssembler:
         with self._lock:
             return self._positions.copy()
 
-    def assemble(self, now_s: float) -> tuple[dict[str, torch.Tensor] | None, str]:
-        """(observation, "") when complete and fresh, else (None, the reason)."""
+    def assemble(self, now_s: float) -> tuple[dict[str, np.ndarray] | None, str]:
+        """(observation, "") when complete and fresh, else (None, the reason).
+
+        The observation is a batch of 1: ``state`` (1, J) float32 and ``image`` (1, C, H, W) uint8.
+        """
         with self._lock:
             missing = [n for n, stamp in zip(self.spec.joint_names, self._joint_stamps) if stamp == -np.inf]
             if missing:
@@ -121,10 +123,10 @@ class ObservationAssembler:
                     return None, (f"image from camera {camera} is {now_s - stamp:.3f} s old "
                                   f"(max_age_s {self.spec.max_age_s})")
                 images.append(image)
-            observation = {"state": torch.from_numpy(self._positions.astype(np.float32))[None]}
+            observation = {"state": self._positions.astype(np.float32)[None]}
         if images:
             stacked = np.concatenate(images, axis=0) if len(images) > 1 else images[0]
-            observation["image"] = torch.from_numpy(np.ascontiguousarray(stacked))[None]
+            observation["image"] = np.ascontiguousarray(stacked)[None]
         return observation, ""
 
     def _reject(self, reason: str) -> None:

@@ -62,12 +62,13 @@ class BimanualConfig:
     """Where each reset starts the joints (plus ``reset_noise_std``)."""
     reset_noise_std: float = 0.05
     """Std of the random offset on the start pose of arm joints, rad."""
-    shoulder_height_m: float = 0.12705
-    upper_arm_length_m: float = 0.3
-    upper_arm_offset_m: float = 0.05955
-    forearm_length_m: float = 0.3
-    wrist_length_m: float = 0.07
-    gripper_length_m: float = 0.10
+    # The arm's links, flat for ROS parameters; :class:`ArmLinks` holds their defaults and meaning.
+    shoulder_height_m: float = ArmLinks.shoulder_height_m
+    upper_arm_length_m: float = ArmLinks.upper_arm_length_m
+    upper_arm_offset_m: float = ArmLinks.upper_arm_offset_m
+    forearm_length_m: float = ArmLinks.forearm_length_m
+    wrist_length_m: float = ArmLinks.wrist_length_m
+    gripper_length_m: float = ArmLinks.gripper_length_m
     left_base_xyz_m: tuple[float, float, float] = (-0.469, 0.0, 0.0)
     right_base_xyz_m: tuple[float, float, float] = (0.469, 0.0, 0.0)
     left_base_yaw_rad: float = 0.0
@@ -144,10 +145,7 @@ class BimanualConfig:
 
     @property
     def links(self) -> ArmLinks:
-        return ArmLinks(
-            self.shoulder_height_m, self.upper_arm_length_m, self.upper_arm_offset_m,
-            self.forearm_length_m, self.wrist_length_m, self.gripper_length_m,
-        )
+        return ArmLinks(**{f.name: getattr(self, f.name) for f in fields(ArmLinks)})
 
     @property
     def num_joints(self) -> int:

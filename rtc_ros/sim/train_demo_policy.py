@@ -14,8 +14,9 @@ import time
 import numpy as np
 import torch
 
-from rtc_ros.core.methods import ChunkGenerator, ChunkingConfig, make_executor
-from rtc_ros.core.scheduler import InferencePlanner
+from rtc_ros.core.config import ChunkingConfig
+from rtc_ros.core.methods import ChunkGenerator
+from rtc_ros.core.scheduler import ChunkExecutor, InferencePlanner
 from rtc_ros.core.simulated_time import SimulatedTimeLoop
 from rtc_ros.policies.loading import BIMANUAL_DEMO_CHECKPOINT
 from rtc_ros.policies.reference import (
@@ -50,7 +51,7 @@ def evaluate(policy: ReferenceFlowPolicy, episodes: int, delay_ticks: int, seed:
             return generator.generate(observation(sim), unexecuted, request.inference_delay,
                                       request.execution_horizon)[0].double().numpy()
 
-        loop = SimulatedTimeLoop(make_executor(config, min_execution_horizon),
+        loop = SimulatedTimeLoop(ChunkExecutor(config.executor_spec(min_execution_horizon)),
                                  InferencePlanner(PREDICTION_HORIZON, min_execution_horizon, 10, delay_ticks),
                                  infer, lambda r: 0 if r.warmup else delay_ticks)
         loop.start()
