@@ -129,3 +129,35 @@ def test_shared_chunk_slot_rejects_a_chunk_of_the_wrong_shape():
             writer.publish(Chunk(np.zeros((H, M + 1)), 0, 0))
     finally:
         writer.close()
+
+
+def test_chunks_and_actions_kept_by_the_controller_never_change_while_newer_chunks_arrive():
+    name = f"rtc_test_{uuid.uuid4().hex[:8]}"
+    writer = shared_chunk_slot(name, (H, M), create=True)
+    reader = shared_chunk_slot(name, (H, M))
+    try:
+        writer.publish(_chunk(1))
+        kept_chunk = reader.latest()
+        writer.publish(_chunk(2))
+        kept_action = reader.latest().actions[3]  # as the executor holds its last action
+        for k in range(3, 40):
+            writer.publish(_chunk(k))
+            assert _consistent(reader.latest())
+        assert _consistent(kept_chunk) and kept_chunk.sequence == 1
+        assert np.all(kept_action == 2.0)
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_chunk_read_from_shared_memory_is_read_only():
+    name = f"rtc_test_{uuid.uuid4().hex[:8]}"
+    writer = shared_chunk_slot(name, (H, M), create=True)
+    reader = shared_chunk_slot(name, (H, M))
+    try:
+        writer.publish(_chunk(1))
+        with pytest.raises(ValueError, match="read-only"):
+            reader.latest().actions[0, 0] = 5.0
+    finally:
+        reader.close()
+        writer.close()

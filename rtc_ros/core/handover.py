@@ -13,15 +13,23 @@ Two implementations of one small interface, ``publish(item)`` / ``latest()``:
 
 * :class:`SharedMemorySlot`, for a controller in another process. A seqlock over two slots in
   POSIX shared memory: the writer fills the slot the reader is not directed to, stamps it with
-  its sequence and a CRC32 of the payload, then publishes the sequence. The reader checks stamp
-  and CRC after copying and falls back to the last good item if the writer overtook it, so it
-  never blocks and never returns a torn item. The CRC makes this independent of the CPU's
-  memory ordering (x86-64 and aarch64 alike); the published sequence is one aligned 8-byte
-  word, which both architectures store and load atomically. When nothing new was published the
-  reader's cost is one 8-byte load and a comparison.
+  its sequence and a CRC32 of the payload, then publishes the sequence. The reader copies the
+  slot once, into a buffer of its own, and checks stamp and CRC on that copy; if the writer
+  overtook it, it falls back to the last good item, so it never blocks and never returns a torn
+  item. The CRC makes this independent of the CPU's memory ordering (x86-64 and aarch64 alike);
+  the published sequence is one aligned 8-byte word, which both architectures store and load
+  atomically. When nothing new was published the reader's cost is one 8-byte load and a
+  comparison.
+
+  The reader decodes into preallocated buffers and hands out items that are views of them (a
+  chunk's actions are not copied a second time). A buffer is reused only when nothing refers to
+  it any more: no item decoded from it and no view of such an item is alive. So a returned
+  item never changes, however long the caller keeps it, and in the steady state (the controller
+  holds one or two chunks) no buffer is allocated per item.
 """
 from __future__ import annotations
 
+import sys
 import zlib
 from multiprocessing import shared_memory
 from typing import Callable, Generic, TypeVar
@@ -36,6 +44,7 @@ _HEADER_WORDS = 1  # published sequence
 _SLOT_HEADER_WORDS = 2  # stamp, crc
 _SLOTS = 2
 _MAX_READ_ATTEMPTS = 3
+_INITIAL_READ_BUFFERS = 3  # the cached item, the executing chunk's held action, the next read
 
 
 class AtomicSlot(Generic[Item]):
@@ -54,34 +63,42 @@ class AtomicSlot(Generic[Item]):
 class SharedMemorySlot(Generic[Item]):
     """Lock-free cross-process slot for fixed-size items (see module docstring).
 
-    ``encode`` turns an item into ``payload_words`` float64 values and ``decode`` back. Create it
-    in one process with ``create=True`` and attach from the other with the same name.
+    ``encode(item, out)`` writes an item as ``payload_words`` float64 values into ``out`` (the
+    slot in shared memory, so the writer copies once too); ``decode(payload)`` builds an item
+    from a read-only copy of them, which it may keep views of. Create the slot in one process
+    with ``create=True`` and attach from the other with the same name.
     """
 
     def __init__(
         self,
         name: str,
         payload_words: int,
-        encode: Callable[[Item], np.ndarray],
+        encode: Callable[[Item, np.ndarray], None],
         decode: Callable[[np.ndarray], Item],
         create: bool = False,
     ) -> None:
         if payload_words < 1:
             raise ValueError(f"payload_words must be >= 1, got {payload_words}")
-        words = _HEADER_WORDS + _SLOTS * (_SLOT_HEADER_WORDS + payload_words)
+        slot_words = _SLOT_HEADER_WORDS + payload_words
+        words = _HEADER_WORDS + _SLOTS * slot_words
         self._memory = shared_memory.SharedMemory(name=name, create=create, size=8 * words)
         self._owner = create
         self._words = np.ndarray((words,), dtype=np.int64, buffer=self._memory.buf)
-        self._sequence = self._words[:1]
-        slot_words = _SLOT_HEADER_WORDS + payload_words
-        body = self._words[_HEADER_WORDS:].reshape(_SLOTS, slot_words)
-        self._stamps = body[:, 0]
-        self._crcs = body[:, 1]
-        self._payloads = body[:, _SLOT_HEADER_WORDS:].view(np.float64)
         if create:
             self._words[:] = 0
+        self._sequence = self._words[:1]
+        self._slots = tuple(self._words[_HEADER_WORDS:].reshape(_SLOTS, slot_words))
+        self._slot_payloads = tuple(slot[_SLOT_HEADER_WORDS:].view(np.float64) for slot in self._slots)
         self._payload_words = payload_words
         self._encode, self._decode = encode, decode
+        self._buffers: list[np.ndarray] = []
+        self._buffer_payloads: list[np.ndarray] = []
+        for _ in range(_INITIAL_READ_BUFFERS):
+            self._add_buffer()
+        # What sys.getrefcount reports for a buffer nothing outside this object refers to,
+        # measured with the very expression _free_buffer uses (the count differs between Python
+        # versions, but not between two evaluations of one expression).
+        self._free_references = sys.getrefcount(self._buffers[0])
         self._read_sequence = 0
         self._cached: Item | None = None
         self.torn_reads = 0
@@ -91,34 +108,53 @@ class SharedMemorySlot(Generic[Item]):
         return self._memory.name
 
     def publish(self, item: Item) -> None:
-        payload = np.asarray(self._encode(item), dtype=np.float64)
-        if payload.shape != (self._payload_words,):
-            raise ValueError(f"encoded item must have {self._payload_words} words, got shape {payload.shape}")
-        sequence = int(self._sequence[0]) + 1
+        sequence = self._sequence.item(0) + 1
         slot = sequence % _SLOTS
-        self._stamps[slot] = -1
-        self._payloads[slot] = payload
-        self._crcs[slot] = zlib.crc32(payload.tobytes())
-        self._stamps[slot] = sequence
+        header = self._slots[slot]
+        header[0] = -1
+        payload = self._slot_payloads[slot]
+        self._encode(item, payload)
+        header[1] = zlib.crc32(payload)
+        header[0] = sequence
         self._sequence[0] = sequence
 
     def latest(self) -> Item | None:
         for _ in range(_MAX_READ_ATTEMPTS):
-            sequence = int(self._sequence[0])
+            sequence = self._sequence.item(0)
             if sequence == self._read_sequence:
                 return self._cached
             slot = sequence % _SLOTS
-            payload = self._payloads[slot].copy()
-            if int(self._stamps[slot]) == sequence and int(self._crcs[slot]) == zlib.crc32(payload.tobytes()):
+            index = self._free_buffer()
+            copy, payload = self._buffers[index], self._buffer_payloads[index]
+            np.copyto(copy, self._slots[slot])
+            # The stamp read again after the copy: on x86-64's ordered loads, unchanged means the
+            # writer had not started to overwrite the slot; the CRC of the copy covers the rest.
+            if (copy.item(0) == sequence == self._slots[slot].item(0)
+                    and copy.item(1) == zlib.crc32(payload)):
                 self._cached = self._decode(payload)
                 self._read_sequence = sequence
                 return self._cached
             self.torn_reads += 1
         return self._cached
 
+    def _free_buffer(self) -> int:
+        """Index of a read buffer that no live item refers to; a new one if all are in use."""
+        for index in range(len(self._buffers)):
+            if sys.getrefcount(self._buffers[index]) == self._free_references:
+                return index
+        self._add_buffer()
+        return len(self._buffers) - 1
+
+    def _add_buffer(self) -> None:
+        buffer = np.zeros(_SLOT_HEADER_WORDS + self._payload_words, dtype=np.int64)
+        payload = buffer[_SLOT_HEADER_WORDS:].view(np.float64)
+        payload.flags.writeable = False  # decoded items are views of it: read-only for them
+        self._buffers.append(buffer)
+        self._buffer_payloads.append(payload)
+
     def close(self) -> None:
         """Detach; the creating side also removes the segment."""
-        self._stamps = self._crcs = self._payloads = self._sequence = self._words = None
+        self._slots = self._slot_payloads = self._sequence = self._words = None
         self._memory.close()
         if self._owner:
             self._memory.unlink()
@@ -129,18 +165,22 @@ _CHUNK_FIELDS = 5  # sequence, start_tick, inference_delay, execution_horizon, l
 
 def shared_chunk_slot(name: str, chunk_shape: tuple[int, ...], create: bool = False) -> SharedMemorySlot[Chunk]:
     """A :class:`SharedMemorySlot` carrying :class:`Chunk` objects of ``chunk_shape`` (H, M)."""
-    size = int(np.prod(chunk_shape))
+    shape = tuple(chunk_shape)
+    size = int(np.prod(shape))
 
-    def encode(chunk: Chunk) -> np.ndarray:
-        if chunk.actions.shape != tuple(chunk_shape):
-            raise ValueError(f"chunk must have shape {tuple(chunk_shape)}, got {chunk.actions.shape}")
-        header = [chunk.sequence, chunk.start_tick, chunk.inference_delay, chunk.execution_horizon, chunk.latency_s]
-        return np.concatenate([np.asarray(header, dtype=np.float64), chunk.actions.ravel()])
+    def encode(chunk: Chunk, out: np.ndarray) -> None:
+        if chunk.actions.shape != shape:
+            raise ValueError(f"chunk must have shape {shape}, got {chunk.actions.shape}")
+        out[:_CHUNK_FIELDS] = (chunk.sequence, chunk.start_tick, chunk.inference_delay, chunk.execution_horizon,
+                               chunk.latency_s)
+        out[_CHUNK_FIELDS:].reshape(shape)[...] = chunk.actions
 
     def decode(payload: np.ndarray) -> Chunk:
-        sequence, start_tick, delay, horizon, latency = payload[:_CHUNK_FIELDS]
-        return Chunk(payload[_CHUNK_FIELDS:].reshape(chunk_shape), int(start_tick), int(sequence),
-                     int(delay), int(horizon), float(latency))
+        sequence, start_tick, delay, horizon, latency = payload[:_CHUNK_FIELDS].tolist()
+        # A read-only view: the Chunk keeps it instead of copying (the buffer stays untouched
+        # while the chunk or any view of it lives).
+        return Chunk(payload[_CHUNK_FIELDS:].reshape(shape), int(start_tick), int(sequence), int(delay),
+                     int(horizon), latency)
 
     return SharedMemorySlot(name, _CHUNK_FIELDS + size, encode, decode, create)
 
@@ -148,10 +188,15 @@ def shared_chunk_slot(name: str, chunk_shape: tuple[int, ...], create: bool = Fa
 def shared_state_slot(name: str, create: bool = False) -> SharedMemorySlot[ControllerState]:
     """A :class:`SharedMemorySlot` carrying the controller's :class:`ControllerState`."""
 
-    def encode(state: ControllerState) -> np.ndarray:
-        return np.array([state.tick, state.sequence, state.start_tick, state.observed_delay], dtype=np.float64)
+    def encode(state: ControllerState, out: np.ndarray) -> None:
+        # One element at a time: written every tick by the controller, and this allocates nothing.
+        out[0] = state.tick
+        out[1] = state.sequence
+        out[2] = state.start_tick
+        out[3] = state.observed_delay
 
     def decode(payload: np.ndarray) -> ControllerState:
-        return ControllerState(*(int(v) for v in payload))
+        tick, sequence, start_tick, observed_delay = payload.tolist()
+        return ControllerState(int(tick), int(sequence), int(start_tick), int(observed_delay))
 
     return SharedMemorySlot(name, 4, encode, decode, create)

@@ -38,7 +38,12 @@ class Chunk:
     latency_s: float = 0.0
 
     def __post_init__(self) -> None:
-        actions = np.array(self.actions, dtype=np.float64, copy=True)
+        actions = self.actions
+        # A read-only float64 array is kept as it is: it is a view of another chunk, or of a
+        # shared-memory reader's buffer that is never rewritten while a view of it lives
+        # (core.handover); copying it again would cost the controller on every new chunk.
+        if not (isinstance(actions, np.ndarray) and actions.dtype == np.float64 and not actions.flags.writeable):
+            actions = np.array(actions, dtype=np.float64, copy=True)
         if actions.ndim < 2:
             raise ValueError(f"actions must be (H, M) or (B, H, M), got shape {actions.shape}")
         actions.setflags(write=False)

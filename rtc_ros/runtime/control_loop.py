@@ -150,7 +150,10 @@ class ControlLoop:
 
 
 def shared_report_slot(name: str, create: bool = False) -> SharedMemorySlot[ControllerReport]:
-    return SharedMemorySlot(name, _REPORT_WORDS, ControllerReport.to_array, ControllerReport.from_array, create)
+    def encode(report: ControllerReport, out: np.ndarray) -> None:
+        out[:] = report.to_array()
+
+    return SharedMemorySlot(name, _REPORT_WORDS, encode, ControllerReport.from_array, create)
 
 
 @dataclasses.dataclass(frozen=True)
