@@ -50,11 +50,12 @@ class RosGraph:
         self.executor.add_node(node)
         return node
 
-    def start_process(self, module: str, ros_args: list[str]) -> subprocess.Popen:
-        """A node in a process of its own (as on a robot) on this graph's domain."""
+    def start_process(self, module: str, ros_args: list[str], log: pathlib.Path | None = None) -> subprocess.Popen:
+        """A node in a process of its own (as on a robot) on this graph's domain; output to ``log``."""
         env = dict(os.environ, ROS_DOMAIN_ID=str(self.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        output = subprocess.DEVNULL if log is None else log.open("w")
         process = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   stdout=output, stderr=subprocess.STDOUT,
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.processes.append(process)
         return process
@@ -74,7 +75,8 @@ class RosGraph:
 
     def close(self) -> None:
         for process in self.processes:
-            process.send_signal(signal.SIGINT)
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
         for process in self.processes:
             try:
                 process.wait(10)

@@ -113,7 +113,8 @@ def test_shared_state_slot_round_trips_the_controller_state():
     reader = shared_state_slot(name)
     try:
         assert reader.latest() is None
-        state = ControllerState(tick=123456789, sequence=42, start_tick=123456700, observed_delay=7)
+        state = ControllerState(tick=123456789, sequence=42, start_tick=123456700, observed_delay=7,
+                                run_id=2**53 - 1, epoch=3)
         writer.publish(state)
         assert reader.latest() == state
     finally:

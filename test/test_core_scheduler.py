@@ -5,7 +5,7 @@ import pytest
 
 from rtc_ros.core import (
     INITIAL_CONTROLLER_STATE, Chunk, ChunkExecutor, ChunkingConfig, ControllerState, DelayEstimator,
-    InferencePlanner,
+    InferencePlanner, new_run_id,
 )
 from rtc_ros.core.simulated_time import SimulatedTimeLoop
 
@@ -164,3 +164,55 @@ def test_chunk_actions_are_read_only_copies():
     assert chunk.actions[0, 0] == 0.0
     with pytest.raises(ValueError):
         chunk.actions[0, 0] = 2.0
+
+
+def test_executor_rejects_a_chunk_planned_for_another_run_once_and_keeps_its_own():
+    executor = ChunkExecutor(run_id=7)
+    own = Chunk(np.zeros((H, 1)), start_tick=0, sequence=0, run_id=7)
+    executor.tick(own)
+    foreign = Chunk(np.ones((H, 1)), start_tick=0, sequence=5, run_id=8)
+    results = [executor.tick(foreign) for _ in range(3)]
+    assert all(float(r.action[0]) == 0.0 for r in results)
+    assert executor.rejected_chunks == 1 and executor.swaps == 1
+    assert executor.state.run_id == 7 and executor.state.sequence == 0
+
+
+def test_a_new_epoch_discards_the_executing_chunk_and_rejects_chunks_planned_before_it():
+    executor = ChunkExecutor(run_id=3)
+    before = Chunk(np.zeros((H, 1)), start_tick=0, sequence=0, run_id=3)
+    executor.tick(before)
+    executor.begin_epoch()
+    assert executor.tick(before).action is None and executor.rejected_chunks == 1
+    assert executor.state.epoch == 1 and executor.state.sequence == -1
+    after = Chunk(np.ones((H, 1)), start_tick=executor.state.tick, sequence=1, run_id=3, epoch=1)
+    assert float(executor.tick(after).action[0]) == 1.0
+
+
+def test_planner_drops_a_pending_chunk_when_the_controller_restarts_and_plans_for_the_new_run():
+    planner = InferencePlanner(H, min_execution_horizon=4)
+    old = ControllerState(tick=10, sequence=-1, start_tick=0, observed_delay=0, run_id=1)
+    assert planner.ready(old)
+    pending = planner.plan(old, None)
+    restarted = ControllerState(tick=0, sequence=-1, start_tick=0, observed_delay=0, run_id=2)
+    assert planner.ready(restarted)
+    request = planner.plan(restarted, pending.chunk(np.zeros((H, 1))))
+    assert (request.run_id, request.request_tick, request.warmup) == (2, 0, True)
+    assert planner.delays.history == ()
+
+
+def test_run_ids_are_distinct_and_exact_in_float64():
+    ids = {new_run_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(0 < i < 2**53 and int(float(i)) == i for i in ids)
+
+
+def test_after_an_underrun_the_next_chunk_starts_fresh_without_a_clamp_warning(caplog):
+    planner = InferencePlanner(8, min_execution_horizon=4, initial_delay=3)
+    executing = Chunk(np.zeros((8, 1)), start_tick=0, sequence=0)
+    planner.ready(ControllerState(0, -1, 0, 0))
+    planner.plan(ControllerState(0, -1, 0, 0), None)
+    ran_out = ControllerState(tick=10, sequence=0, start_tick=0, observed_delay=0)
+    assert planner.ready(ran_out)
+    with caplog.at_level(logging.WARNING):
+        request = planner.plan(ran_out, executing)
+    assert request.warmup and request.request_tick == 10
+    assert planner.delay_clamps == 0 and "H - s" not in caplog.text

@@ -161,16 +161,18 @@ def test_split_mode_over_topics_keeps_the_continuity_of_the_composed_mode(policy
 def test_controller_node_rejects_a_nan_chunk_and_keeps_commanding(graph):
     commands = graph.collect(JointTrajectory, "commands", PROBE_QOS)
     _sim(graph)
+    ticks = graph.collect(ControllerTick, "controller_tick", CHUNK_QOS)
     controller = graph.add(ControllerNode(context=graph.context, parameter_overrides=config_overrides()))
     chunks = graph.probe.create_publisher(ActionChunk, "chunks", CHUNK_QOS)
+    graph.wait_for(lambda: ticks, what="the controller's first tick (its run id)")
     home = np.array(BimanualConfig().home_positions)
     good = ActionChunk(joint_names=JOINTS, prediction_horizon=50, action_dim=14, start_tick=0, sequence=1,
-                       actions=np.tile(home, 50).astype(np.float32).tolist())
+                       run_id=ticks[-1].run_id, actions=np.tile(home, 50).astype(np.float32).tolist())
     graph.wait_for(lambda: chunks.get_subscription_count() > 0, what="controller subscribed to chunks")
     chunks.publish(good)
     graph.wait_for(lambda: len(commands) >= 10, what="commands from the good chunk")
     bad = ActionChunk(joint_names=JOINTS, prediction_horizon=50, action_dim=14, start_tick=5, sequence=2,
-                      actions=[math.nan] * 700)
+                      run_id=ticks[-1].run_id, actions=[math.nan] * 700)
     chunks.publish(bad)
     graph.wait_for(lambda: controller.rejected_chunks == 1, what="the NaN chunk to be rejected")
     count = len(commands)

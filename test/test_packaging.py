@@ -16,11 +16,13 @@ def test_messages_have_the_specified_fields_and_types():
         msg.ActionChunk: {
             'header': 'std_msgs/Header', 'joint_names': 'sequence<string>',
             'prediction_horizon': 'uint32', 'action_dim': 'uint32', 'actions': 'sequence<float>',
-            'start_tick': 'int64', 'inference_delay': 'uint32', 'execution_horizon': 'uint32',
+            'start_tick': 'int64', 'run_id': 'uint64', 'epoch': 'uint32',
+            'inference_delay': 'uint32', 'execution_horizon': 'uint32',
             'method': 'string', 'guidance': 'string', 'latency_ms': 'float', 'sequence': 'uint64',
         },
         msg.ControllerTick: {
-            'header': 'std_msgs/Header', 'tick': 'int64', 'chunk_sequence': 'uint64',
+            'header': 'std_msgs/Header', 'tick': 'int64', 'run_id': 'uint64', 'epoch': 'uint32',
+            'chunk_sequence': 'uint64',
             'chunk_start_tick': 'int64', 'observed_delay': 'uint32', 'period_s': 'double',
             'commands_published': 'uint64', 'swaps': 'uint64', 'underruns': 'uint64',
             'period_error_p50_ms': 'float', 'period_error_p99_ms': 'float', 'period_error_max_ms': 'float',
@@ -46,7 +48,7 @@ def test_action_chunk_round_trips_through_serialization():
         joint_names=['a', 'b'], prediction_horizon=3, action_dim=2,
         actions=[0.0, 0.5, 1.0, 1.5, 2.0, 2.5], start_tick=-1, inference_delay=1,
         execution_horizon=2, method='rtc_soft', guidance='vjp', latency_ms=12.5,
-        sequence=2**63)
+        sequence=2**63, run_id=2**53 - 1, epoch=3)
     back = serialization.deserialize_message(serialization.serialize_message(chunk), msg.ActionChunk)
     assert back == chunk
 

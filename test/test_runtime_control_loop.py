@@ -1,6 +1,10 @@
 import dataclasses
 import multiprocessing
+import os
+import pathlib
 import queue
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,9 +19,9 @@ H = 10
 LIMITS = JointLimits(("a", "b"), (-10.0, -10.0), (10.0, 10.0), (1.0, 1.0))
 
 
-def _ramp_chunk(sequence: int, start_tick: int) -> Chunk:
+def _ramp_chunk(sequence: int, start_tick: int, run_id: int = 0) -> Chunk:
     ticks = np.arange(start_tick, start_tick + H, dtype=float) * 0.01
-    return Chunk(np.stack([ticks, -ticks], axis=1), start_tick, sequence)
+    return Chunk(np.stack([ticks, -ticks], axis=1), start_tick, sequence, run_id=run_id)
 
 
 def _loop(sent: list, period_s: float = 0.01):
@@ -70,21 +74,41 @@ class QueueSink:
         return self.commands.put
 
 
+@dataclasses.dataclass(frozen=True)
+class NullSink:
+    def __call__(self):
+        return _discard
+
+
+def _discard(command) -> None:
+    pass
+
+
+def _running(pid: str) -> bool:
+    """True while the process exists and is not a zombie (an orphan's reaper may be slow)."""
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_control_process_executes_chunks_handed_over_through_shared_memory():
     commands = multiprocessing.get_context("spawn").Queue()
     process = ControlProcess(ControlProcessSpec(
         period_s=0.01, chunk_shape=(H, 2), limits=LIMITS, executor=ExecutorSpec(), make_sink=QueueSink(commands),
         initial_positions=(0.0, 0.0)))
-    process.publish_chunk(_ramp_chunk(0, 0))
     process.start()
     try:
         deadline = time.monotonic() + 20
-        while (process.controller_state() is None or process.controller_state().tick < 5) and \
-                time.monotonic() < deadline:
+        while process.controller_state() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        run_id = process.controller_state().run_id  # chunks must be planned on this process's clock
+        process.publish_chunk(_ramp_chunk(0, 0, run_id))
+        while process.controller_state().tick < 5 and time.monotonic() < deadline:
             time.sleep(0.01)
         state = process.controller_state()
-        assert state is not None and state.sequence == 0
-        process.publish_chunk(_ramp_chunk(1, state.tick))
+        assert state.sequence == 0 and run_id != 0
+        process.publish_chunk(_ramp_chunk(1, state.tick, run_id))
         time.sleep(0.2)
     finally:
         assert process.stop() == 0
@@ -105,22 +129,25 @@ def test_control_loop_rejects_a_non_positive_period():
         ControlLoop(0.0, ChunkExecutor(), AtomicSlot(), AtomicSlot(), CommandFilter(LIMITS), print)
 
 
-def _process_commands(spec, first: Chunk, second_actions: np.ndarray) -> tuple[np.ndarray, Chunk]:
+def _process_commands(spec, first: Chunk, second_actions: np.ndarray) -> tuple[np.ndarray, Chunk, Chunk]:
     """Run a control process on ``first``; once it is a few ticks in, hand over a second chunk
-    starting at the controller's clock. Every command it sent, and the second chunk."""
+    starting at the controller's clock. Every command it sent, and both chunks as sent."""
     commands = multiprocessing.get_context("spawn").Queue()
     process = ControlProcess(ControlProcessSpec(
         period_s=0.01, chunk_shape=first.actions.shape, limits=LIMITS, executor=spec,
         make_sink=QueueSink(commands), initial_positions=(0.0, 0.0)))
-    process.publish_chunk(first)
     process.start()
     try:
         deadline = time.monotonic() + 20
-        while (process.controller_state() is None or process.controller_state().tick < 3) and \
-                time.monotonic() < deadline:
+        while process.controller_state() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Chunks are planned on the control process's clock: they carry its run id.
+        first = dataclasses.replace(first, run_id=process.controller_state().run_id)
+        process.publish_chunk(first)
+        while process.controller_state().tick < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.05)  # the synchronous baseline pauses here, the others run on
-        second = Chunk(second_actions, process.controller_state().tick, 1)
+        second = Chunk(second_actions, process.controller_state().tick, 1, run_id=first.run_id)
         process.publish_chunk(second)
         while process.controller_state().sequence != 1 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -135,12 +162,12 @@ def _process_commands(spec, first: Chunk, second_actions: np.ndarray) -> tuple[n
             received.append(commands.get(timeout=1.0))
         except queue.Empty:
             break
-    return np.array(received), second
+    return np.array(received), first, second
 
 
 def _in_process_actions(spec, first: Chunk, second: Chunk, ticks: int, swap_tick: int) -> np.ndarray:
     """What :class:`ChunkExecutor` commands in this process when ``second`` arrives at ``swap_tick``."""
-    executor = ChunkExecutor(spec)
+    executor = ChunkExecutor(spec, run_id=first.run_id)
     return np.array([executor.tick(second if t >= swap_tick else first).action for t in range(ticks)])
 
 
@@ -155,8 +182,7 @@ def test_every_method_runs_in_the_control_process_as_in_process(method):
     horizon, min_execution_horizon = 40, 4
     spec = ChunkingConfig(method=method).executor_spec(min_execution_horizon)
     ramp = np.arange(horizon, dtype=float)[:, None] * [0.01, -0.01]
-    first = Chunk(ramp, 0, 0)
-    received, second = _process_commands(spec, first, ramp + 0.5)
+    received, first, second = _process_commands(spec, Chunk(ramp, 0, 0), ramp + 0.5)
     assert _matches_in_process(spec, first, second, received)
     if method in (Method.SYNC, Method.TEMPORAL_ENSEMBLING):
         assert not _matches_in_process(ExecutorSpec(), first, second, received)
@@ -166,10 +192,39 @@ def test_temporal_ensembling_in_the_control_process_averages_overlapping_chunks(
     horizon = 40
     spec = ChunkingConfig(method=Method.TEMPORAL_ENSEMBLING).executor_spec(4)
     ramp = np.arange(horizon, dtype=float)[:, None] * [0.01, -0.01]
-    received, second = _process_commands(spec, Chunk(ramp, 0, 0), ramp + 0.5)
+    received, _, second = _process_commands(spec, Chunk(ramp, 0, 0), ramp + 0.5)
     # While both chunks cover a tick, the command lies between their actions, at ACT's weights
     # exp(-m i) (oldest prediction i = 0): (1, e^-m) normalised for the two chunks here.
     newest_weight = np.exp(-spec.ensembling.decay) / (1.0 + np.exp(-spec.ensembling.decay))
     ticks = np.arange(second.start_tick, min(horizon, len(received)))
     blended = (1 - newest_weight) * ramp[ticks] + newest_weight * second.actions[ticks - second.start_tick]
     assert np.any(np.all(np.isclose(received[ticks], blended), axis=1))
+
+
+def test_control_process_stops_and_removes_the_shared_memory_when_its_parent_dies():
+    """The parent is a short-lived process that starts the control process and is killed."""
+    code = (
+        "import os, signal, sys, time\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from test_runtime_control_loop import *\n"
+        "if __name__ == '__main__':\n"
+        "    process = ControlProcess(ControlProcessSpec(0.01, (H, 2), LIMITS, ExecutorSpec(), NullSink(),\n"
+        "                                                (0.0, 0.0)))\n"
+        "    process.start()\n"
+        "    while process.controller_state() is None:\n"
+        "        time.sleep(0.01)\n"
+        "    print(process.pid, *process.shared_memory_names, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code, str(pathlib.Path(__file__).parent)],
+                              stdout=subprocess.PIPE, text=True)
+    child, *names = parent.stdout.readline().split()
+    assert all(os.path.exists(f"/dev/shm/{name}") for name in names)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while (_running(child) or any(os.path.exists(f"/dev/shm/{n}") for n in names)) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(child)
+    assert not any(os.path.exists(f"/dev/shm/{name}") for name in names)

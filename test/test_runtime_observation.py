@@ -54,23 +54,23 @@ def _assembler(max_age_s=0.5, cameras=("top",)):
 
 def test_joints_are_mapped_by_name_not_by_position_in_the_message():
     assembler = _assembler(cameras=())
-    assembler.add_joint_state(["j3", "other", "j1"], [3.0, 9.0, 1.0], stamp_s=10.0)
-    assembler.add_joint_state(["j2"], [2.0], stamp_s=10.0)
+    assembler.add_joint_state(["j3", "other", "j1"], [3.0, 9.0, 1.0], stamp_s=10.0, now_s=10.0)
+    assembler.add_joint_state(["j2"], [2.0], stamp_s=10.0, now_s=10.0)
     observation, reason = assembler.assemble(now_s=10.1)
     assert reason == "" and observation["state"].tolist() == [[1.0, 2.0, 3.0]]
 
 
 def test_missing_joints_are_named():
     assembler = _assembler(cameras=())
-    assembler.add_joint_state(["j1"], [1.0], stamp_s=10.0)
+    assembler.add_joint_state(["j1"], [1.0], stamp_s=10.0, now_s=10.0)
     observation, reason = assembler.assemble(now_s=10.0)
     assert observation is None and reason == "no joint state yet for j2, j3"
 
 
 def test_stale_joint_states_and_images_are_rejected():
     assembler = _assembler()
-    assembler.add_joint_state(["j1", "j2", "j3"], [1.0, 2.0, 3.0], stamp_s=10.0)
-    assembler.add_image("top", np.zeros(SHAPE, np.uint8), stamp_s=10.0)
+    assembler.add_joint_state(["j1", "j2", "j3"], [1.0, 2.0, 3.0], stamp_s=10.0, now_s=10.0)
+    assembler.add_image("top", np.zeros(SHAPE, np.uint8), stamp_s=10.0, now_s=10.0)
     assert assembler.assemble(now_s=10.4)[0] is not None
     observation, reason = assembler.assemble(now_s=11.0)
     assert observation is None and "1.000 s old" in reason
@@ -78,16 +78,40 @@ def test_stale_joint_states_and_images_are_rejected():
 
 def test_observation_waits_for_every_camera():
     assembler = _assembler(cameras=("top", "wrist"))
-    assembler.add_joint_state(["j1", "j2", "j3"], [1.0, 2.0, 3.0], stamp_s=10.0)
-    assembler.add_image("top", np.zeros(SHAPE, np.uint8), stamp_s=10.0)
+    assembler.add_joint_state(["j1", "j2", "j3"], [1.0, 2.0, 3.0], stamp_s=10.0, now_s=10.0)
+    assembler.add_image("top", np.zeros(SHAPE, np.uint8), stamp_s=10.0, now_s=10.0)
     assert assembler.assemble(now_s=10.0) == (None, "no image yet from camera wrist")
-    assembler.add_image("wrist", np.ones(SHAPE, np.uint8), stamp_s=10.0)
+    assembler.add_image("wrist", np.ones(SHAPE, np.uint8), stamp_s=10.0, now_s=10.0)
     observation, _ = assembler.assemble(now_s=10.0)
     assert observation["image"].shape == (1, 6, 2, 3)
 
 
 def test_nan_joint_positions_are_rejected_and_counted():
     assembler = _assembler(cameras=())
-    assembler.add_joint_state(["j1", "j2", "j3"], [1.0, float("nan"), 3.0], stamp_s=10.0)
+    with pytest.raises(ObservationError, match="NaN"):
+        assembler.add_joint_state(["j1", "j2", "j3"], [1.0, float("nan"), 3.0], stamp_s=10.0, now_s=10.0)
     assert assembler.rejected == 1 and "NaN" in assembler.last_rejection
     assert assembler.assemble(now_s=10.0)[0] is None
+
+
+@pytest.mark.parametrize("names", [[], ["base_x", "base_y"]])
+def test_joint_states_without_a_configured_joint_are_rejected_and_counted(names):
+    assembler = _assembler(cameras=())
+    with pytest.raises(ObservationError, match="none of the configured joints"):
+        assembler.add_joint_state(names, [0.0] * len(names), stamp_s=10.0, now_s=10.0)
+    assert assembler.rejected == 1
+
+
+def test_future_stamps_beyond_the_clock_skew_are_rejected_so_a_stopped_sensor_goes_stale():
+    assembler = _assembler()
+    assembler.add_joint_state(["j1", "j2", "j3"], [1.0, 2.0, 3.0], stamp_s=10.05, now_s=10.0)  # within 0.1 s
+    assembler.add_image("top", np.zeros(SHAPE, np.uint8), stamp_s=10.0, now_s=10.0)
+    with pytest.raises(ObservationError, match="3600.000 s in the future"):
+        assembler.add_image("top", np.ones(SHAPE, np.uint8), stamp_s=3610.0, now_s=10.0)
+    with pytest.raises(ObservationError, match="in the future"):
+        assembler.add_joint_state(["j1", "j2", "j3"], [9.0, 9.0, 9.0], stamp_s=3610.0, now_s=10.0)
+    assert assembler.rejected == 2
+    observation, _ = assembler.assemble(now_s=10.1)
+    assert observation["state"].tolist() == [[1.0, 2.0, 3.0]] and int(observation["image"].max()) == 0
+    observation, reason = assembler.assemble(now_s=11.0)
+    assert observation is None and "s old" in reason

@@ -26,6 +26,7 @@ from rtc_ros.core.scheduler import (
     InferenceRequest,
     TemporalEnsembling,
     TickResult,
+    new_run_id,
 )
 
 if TYPE_CHECKING:
@@ -60,5 +61,5 @@ __all__ = [
     "INITIAL_CONTROLLER_STATE", "InferencePlanner", "InferenceRequest", "MaskSchedule", "Method",
     "SharedMemorySlot", "TemporalEnsembling", "TickResult", "TimeConvention", "VelocityField",
     "guidance_weight", "guided_sample", "pad_to_horizon", "paper_velocity", "parse_enum",
-    "prefix_weights", "shared_chunk_slot", "shared_state_slot",
+    "new_run_id", "prefix_weights", "shared_chunk_slot", "shared_state_slot",
 ]

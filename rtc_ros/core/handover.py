@@ -152,15 +152,16 @@ class SharedMemorySlot(Generic[Item]):
         self._buffers.append(buffer)
         self._buffer_payloads.append(payload)
 
-    def close(self) -> None:
-        """Detach; the creating side also removes the segment."""
+    def close(self, unlink: bool | None = None) -> None:
+        """Detach, and remove the segment if ``unlink`` (by default: on the creating side)."""
         self._slots = self._slot_payloads = self._sequence = self._words = None
         self._memory.close()
-        if self._owner:
+        if self._owner if unlink is None else unlink:
             self._memory.unlink()
 
 
-_CHUNK_FIELDS = 5  # sequence, start_tick, inference_delay, execution_horizon, latency_s
+_CHUNK_FIELDS = 7  # sequence, start_tick, inference_delay, execution_horizon, latency_s, run_id, epoch
+_STATE_FIELDS = 6  # tick, sequence, start_tick, observed_delay, run_id, epoch
 
 
 def shared_chunk_slot(name: str, chunk_shape: tuple[int, ...], create: bool = False) -> SharedMemorySlot[Chunk]:
@@ -172,15 +173,15 @@ def shared_chunk_slot(name: str, chunk_shape: tuple[int, ...], create: bool = Fa
         if chunk.actions.shape != shape:
             raise ValueError(f"chunk must have shape {shape}, got {chunk.actions.shape}")
         out[:_CHUNK_FIELDS] = (chunk.sequence, chunk.start_tick, chunk.inference_delay, chunk.execution_horizon,
-                               chunk.latency_s)
+                               chunk.latency_s, chunk.run_id, chunk.epoch)
         out[_CHUNK_FIELDS:].reshape(shape)[...] = chunk.actions
 
     def decode(payload: np.ndarray) -> Chunk:
-        sequence, start_tick, delay, horizon, latency = payload[:_CHUNK_FIELDS].tolist()
+        sequence, start_tick, delay, horizon, latency, run_id, epoch = payload[:_CHUNK_FIELDS].tolist()
         # A read-only view: the Chunk keeps it instead of copying (the buffer stays untouched
         # while the chunk or any view of it lives).
         return Chunk(payload[_CHUNK_FIELDS:].reshape(shape), int(start_tick), int(sequence), int(delay),
-                     int(horizon), latency)
+                     int(horizon), latency, int(run_id), int(epoch))
 
     return SharedMemorySlot(name, _CHUNK_FIELDS + size, encode, decode, create)
 
@@ -194,9 +195,12 @@ def shared_state_slot(name: str, create: bool = False) -> SharedMemorySlot[Contr
         out[1] = state.sequence
         out[2] = state.start_tick
         out[3] = state.observed_delay
+        out[4] = state.run_id
+        out[5] = state.epoch
 
     def decode(payload: np.ndarray) -> ControllerState:
-        tick, sequence, start_tick, observed_delay = payload.tolist()
-        return ControllerState(int(tick), int(sequence), int(start_tick), int(observed_delay))
+        tick, sequence, start_tick, observed_delay, run_id, epoch = payload.tolist()
+        return ControllerState(int(tick), int(sequence), int(start_tick), int(observed_delay), int(run_id),
+                               int(epoch))
 
-    return SharedMemorySlot(name, 4, encode, decode, create)
+    return SharedMemorySlot(name, _STATE_FIELDS, encode, decode, create)

@@ -11,12 +11,19 @@ start tick (``t - s`` in Algorithm 1).
 The clock stands still while there is nothing to execute by design (before the first chunk,
 and in the synchronous baseline while it waits for inference); it runs on during an underrun,
 because then the world keeps moving and the next chunk must be indexed by real time.
+
+A tick count means something only on the clock it was read from. Each executor draws a run id
+when it is created and counts epochs (bumped when it discards its chunks, e.g. at an episode
+reset); a chunk carries the run id and epoch of the controller state it was planned from, and
+an executor swaps in only chunks of its own run and epoch. A chunk planned on a previous
+controller's clock (it restarted) or before a reset is rejected and counted, never executed.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import logging
+import secrets
 from typing import Callable
 
 import numpy as np
@@ -36,6 +43,9 @@ class Chunk:
     execution_horizon: int = 0
     """s: actions of the previous chunk consumed when this one was requested."""
     latency_s: float = 0.0
+    run_id: int = 0
+    """Run id and epoch of the controller state this chunk was planned from."""
+    epoch: int = 0
 
     def __post_init__(self) -> None:
         actions = self.actions
@@ -65,9 +75,22 @@ class ControllerState:
     start_tick: int
     observed_delay: int
     """Clock at the swap to this chunk minus its start tick."""
+    run_id: int = 0
+    """The executor's run: tick counts of different runs are unrelated."""
+    epoch: int = 0
+    """Bumped each time the executor discards its chunks; chunks of earlier epochs are rejected."""
+
+    def plans(self, chunk: Chunk) -> bool:
+        """True when ``chunk`` was planned from a state of this run and epoch."""
+        return (chunk.run_id, chunk.epoch) == (self.run_id, self.epoch)
 
 
 INITIAL_CONTROLLER_STATE = ControllerState(tick=0, sequence=-1, start_tick=0, observed_delay=0)
+
+
+def new_run_id() -> int:
+    """A random run id, nonzero and below 2**53 so that it survives a float64 round trip."""
+    return 1 + secrets.randbelow(2**53 - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,18 +138,22 @@ class ChunkExecutor:
     newest chunk it is handed.
     """
 
-    def __init__(self, spec: ExecutorSpec = ExecutorSpec()) -> None:
+    def __init__(self, spec: ExecutorSpec = ExecutorSpec(), run_id: int = 0) -> None:
+        """``run_id``: identifies this executor's clock (:func:`new_run_id`); chunks must carry it."""
         self.spec = spec
         self._current: Chunk | None = None
         self._ensemble: collections.deque[Chunk] = collections.deque(
             maxlen=spec.ensembling.max_chunks if spec.ensembling else 1
         )
         self._last_action: np.ndarray | None = None
-        self._state = INITIAL_CONTROLLER_STATE
+        self._state = dataclasses.replace(INITIAL_CONTROLLER_STATE, run_id=run_id)
         self._swapped_since_tick = False
+        self._last_rejected: Chunk | None = None
         self.swaps = 0
         self.underruns = 0
         self.paused_ticks = 0
+        self.rejected_chunks = 0
+        """Chunks of another run or epoch that were offered and not executed (each counted once)."""
 
     @property
     def state(self) -> ControllerState:
@@ -142,7 +169,15 @@ class ChunkExecutor:
         The swap alone already updates :attr:`state` (sequence, observed delay), so that the
         inference side can plan the next chunk from ``t = d`` as Algorithm 1 does.
         """
-        if newest is None or (self._current is not None and newest.sequence == self._current.sequence):
+        if newest is None or newest is self._last_rejected or (
+                self._current is not None and newest.sequence == self._current.sequence
+                and self._state.plans(newest)):
+            return False
+        if not self._state.plans(newest):
+            self._last_rejected = newest
+            self.rejected_chunks += 1
+            _LOG.warning("rejected chunk %d: planned for run %d epoch %d, this controller is run %d epoch %d",
+                         newest.sequence, newest.run_id, newest.epoch, self._state.run_id, self._state.epoch)
             return False
         clock = self._state.tick
         self._current = newest
@@ -174,8 +209,16 @@ class ChunkExecutor:
         self.underruns += 1
         return TickResult(self._last_action, -1, underrun=True, swapped=swapped, paused=False)
 
+    def begin_epoch(self) -> None:
+        """Discard the executing chunk and reject every chunk planned before now (an episode
+        reset): nothing is executed until a chunk planned in the new epoch arrives."""
+        self._current = None
+        self._ensemble.clear()
+        self._state = ControllerState(self._state.tick, -1, 0, 0, self._state.run_id, self._state.epoch + 1)
+
     def _publish(self, tick: int, chunk: Chunk, observed_delay: int) -> None:
-        self._state = ControllerState(tick, chunk.sequence, chunk.start_tick, observed_delay)
+        self._state = ControllerState(tick, chunk.sequence, chunk.start_tick, observed_delay,
+                                      self._state.run_id, self._state.epoch)
 
     def _ensembled(self, clock: int) -> np.ndarray:
         covering = [c for c in self._ensemble if 0 <= clock - c.start_tick < c.prediction_horizon]
@@ -220,10 +263,17 @@ class InferenceRequest:
     """d for guidance, already clamped to H - s."""
     unexecuted: np.ndarray | None
     """A_cur[s:], (..., H - s, M); None for the warm-up chunk."""
+    run_id: int = 0
+    epoch: int = 0
 
     @property
     def warmup(self) -> bool:
         return self.unexecuted is None
+
+    def chunk(self, actions: np.ndarray, latency_s: float = 0.0) -> Chunk:
+        """The chunk this request produced, stamped with the controller run it was planned for."""
+        return Chunk(actions, self.request_tick, self.sequence, self.inference_delay, self.execution_horizon,
+                     latency_s, self.run_id, self.epoch)
 
 
 class InferencePlanner:
@@ -255,9 +305,13 @@ class InferencePlanner:
     def ready(self, state: ControllerState) -> bool:
         """True when the next inference should start (t >= s_min on the chunk being executed)."""
         if self._pending is not None:
-            if state.sequence != self._pending.sequence:
+            if (state.run_id, state.epoch) != (self._pending.run_id, self._pending.epoch):
+                # The controller restarted or discarded its chunks: the pending one will never run.
+                self._pending = None
+            elif state.sequence != self._pending.sequence:
                 return False  # the controller has not picked up the last chunk yet
-            self._complete(state)
+            else:
+                self._complete(state)
         if state.sequence < 0:
             return True  # nothing executes yet: make the warm-up chunk
         return state.tick - state.start_tick >= self.min_execution_horizon
@@ -268,8 +322,11 @@ class InferencePlanner:
             raise RuntimeError("plan() called while the previous request is still pending")
         sequence = self._next_sequence
         self._next_sequence += 1
-        if executing is None:
-            request = InferenceRequest(state.tick, sequence, 0, 0, None)
+        if (state.sequence < 0 or executing is None or not state.plans(executing)
+                or state.tick - executing.start_tick >= self.prediction_horizon):
+            # Nothing of this run and epoch executes, or the executing chunk has run out (an
+            # underrun): nothing is left to continue from, so a fresh chunk, as at start-up.
+            request = InferenceRequest(state.tick, sequence, 0, 0, None, state.run_id, state.epoch)
         else:
             if executing.sequence != state.sequence:
                 raise ValueError(
@@ -281,7 +338,8 @@ class InferencePlanner:
                 self.delay_clamps += 1
                 self._on_delay_clamped(delay, self.prediction_horizon - s)
                 delay = self.prediction_horizon - s
-            request = InferenceRequest(state.tick, sequence, s, delay, executing.actions[..., s:, :])
+            request = InferenceRequest(state.tick, sequence, s, delay, executing.actions[..., s:, :],
+                                       state.run_id, state.epoch)
         self._pending = request
         return request
 

@@ -56,8 +56,7 @@ class SimulatedTimeLoop:
         delay = self._delay_ticks(request)
         if delay < 0:
             raise ValueError(f"delay_ticks must be >= 0, got {delay}")
-        chunk = Chunk(self._infer(request), request.request_tick, request.sequence,
-                      request.inference_delay, request.execution_horizon)
+        chunk = request.chunk(self._infer(request))
         self._in_flight = (self.wall_tick + delay, chunk)
         return request
 

@@ -1,20 +1,24 @@
 """How the inference node reaches the control loop: a thread, a process, or a topic.
 
 All three offer the same small interface to the inference worker: ``controller_state()``,
-``publish_chunk(chunk)``, ``report()``, ``start(initial_positions)``, ``close()``.
+``publish_chunk(chunk)``, ``report()``, ``start(initial_positions)``, ``close()``, and
+``failure()``: why the controller is gone (None while it runs), with ``FATAL`` saying whether
+the node must then stop (a thread or process of its own) or wait for it (a remote controller).
 """
 from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 import numpy as np
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from rtc_ros.core.handover import AtomicSlot
-from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState
+from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, new_run_id
 from rtc_ros.msg import ActionChunk, ControllerTick
 from rtc_ros.nodes.messages import (
     COMMAND_TYPES, chunk_to_message, command_message, message_to_controller_report, message_to_controller_state,
@@ -28,6 +32,10 @@ COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 CHUNK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 """Chunks and controller ticks: only the newest matters, and a late-joining controller (or a
 chunk published before discovery completed) must still receive it."""
+QOS_OVERRIDES = QoSOverridingOptions.with_default_policies()
+"""Lets ``qos_overrides./<topic>.<publisher|subscription>.<policy>`` parameters change a topic's QoS."""
+CONTROLLER_TICK_TIMEOUT_S = 0.5
+"""A remote controller that has not ticked for this long is reported as gone (25 ticks at 50 Hz)."""
 
 
 class CommandPublisher:
@@ -36,22 +44,29 @@ class CommandPublisher:
     def __init__(self, node: Node, params: RtcParameters) -> None:
         self._node = node
         self._format, self._names, self._period_s = params.command_format, params.joint_names, params.period_s
-        self._publisher = node.create_publisher(COMMAND_TYPES[params.command_format], "commands", COMMAND_QOS)
+        self._publisher = node.create_publisher(COMMAND_TYPES[params.command_format], "commands", COMMAND_QOS,
+                                                qos_overriding_options=QOS_OVERRIDES)
 
     def __call__(self, positions: np.ndarray) -> None:
         self._publisher.publish(command_message(self._format, self._names, positions,
                                                 self._node.get_clock().now(), self._period_s))
 
+    def connected(self) -> bool:
+        return self._publisher.get_subscription_count() > 0
+
 
 class ThreadControllerLink:
     """Control loop in a thread of this process; chunks and state through in-process atomic slots."""
+
+    FATAL = True
 
     def __init__(self, node: Node, params: RtcParameters) -> None:
         self._chunks: AtomicSlot[Chunk] = AtomicSlot()
         self._states: AtomicSlot[ControllerState] = AtomicSlot()
         self._filter = CommandFilter(params.joint_limits())
-        self._loop = ControlLoop(params.period_s, ChunkExecutor(params.executor_spec()), self._chunks,
-                                 self._states, self._filter, CommandPublisher(node, params))
+        commands = CommandPublisher(node, params)
+        self._loop = ControlLoop(params.period_s, ChunkExecutor(params.executor_spec(), new_run_id()), self._chunks,
+                                 self._states, self._filter, commands, robot_connected=commands.connected)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop.run, args=(self._stop,), name="rtc_control", daemon=True)
 
@@ -68,8 +83,10 @@ class ThreadControllerLink:
     def report(self) -> ControllerReport:
         return self._loop.report()
 
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
+    def failure(self) -> str | None:
+        if self._thread.ident is None or self._thread.is_alive() or self._stop.is_set():
+            return None
+        return "control thread ended"
 
     def close(self) -> None:
         self._stop.set()
@@ -100,12 +117,16 @@ class _ProcessCommandSink:
                    domain_id=factory.domain_id)
         self._node = Node(factory.node_name, namespace=factory.namespace, context=self._context)
         self._factory = factory
-        self._publisher = self._node.create_publisher(COMMAND_TYPES[factory.command_format], "commands", COMMAND_QOS)
+        self._publisher = self._node.create_publisher(COMMAND_TYPES[factory.command_format], "commands", COMMAND_QOS,
+                                                      qos_overriding_options=QOS_OVERRIDES)
 
     def __call__(self, positions: np.ndarray) -> None:
         f = self._factory
         self._publisher.publish(command_message(f.command_format, f.joint_names, positions,
                                                 self._node.get_clock().now(), f.period_s))
+
+    def connected(self) -> bool:
+        return self._publisher.get_subscription_count() > 0
 
     def close(self) -> None:
         self._node.destroy_node()
@@ -129,6 +150,8 @@ def _remaps_without_node_name(ros_args: list[str]) -> tuple[str, ...]:
 class ProcessControllerLink:
     """Control loop in its own process (node ``<name>_control``); shared-memory slots in between."""
 
+    FATAL = True
+
     def __init__(self, node: Node, params: RtcParameters, ros_args: list[str]) -> None:
         self._node, self._params = node, params
         self._sink_factory = RosCommandSinkFactory(
@@ -137,6 +160,7 @@ class ProcessControllerLink:
             command_format=params.command_format,
             joint_names=params.joint_names, period_s=params.period_s)
         self._process: ControlProcess | None = None
+        self._closed = False
 
     def start(self, initial_positions: np.ndarray) -> None:
         p = self._params
@@ -155,10 +179,13 @@ class ProcessControllerLink:
     def report(self) -> ControllerReport:
         return ControllerReport() if self._process is None else self._process.report()
 
-    def is_alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+    def failure(self) -> str | None:
+        if self._process is None or self._process.is_alive() or self._closed:
+            return None
+        return f"control process {self._process.pid} exited with code {self._process.exitcode}"
 
     def close(self) -> None:
+        self._closed = True
         if self._process is not None:
             self._process.stop()
 
@@ -169,11 +196,19 @@ class TopicControllerLink:
     Delays measured this way include the network, as they should.
     """
 
+    FATAL = False
+
     def __init__(self, node: Node, params: RtcParameters) -> None:
         self._node, self._params = node, params
         self._ticks: AtomicSlot[ControllerTick] = AtomicSlot()
-        self._publisher = node.create_publisher(ActionChunk, "chunks", CHUNK_QOS)
-        node.create_subscription(ControllerTick, "controller_tick", self._ticks.publish, CHUNK_QOS)
+        self._last_tick_s: float | None = None
+        self._publisher = node.create_publisher(ActionChunk, "chunks", CHUNK_QOS, qos_overriding_options=QOS_OVERRIDES)
+        node.create_subscription(ControllerTick, "controller_tick", self._on_tick, CHUNK_QOS,
+                                 qos_overriding_options=QOS_OVERRIDES)
+
+    def _on_tick(self, message: ControllerTick) -> None:
+        self._ticks.publish(message)
+        self._last_tick_s = time.monotonic()
 
     def start(self, initial_positions: np.ndarray) -> None:
         """The controller node seeds its command filter from joint states itself."""
@@ -191,8 +226,14 @@ class TopicControllerLink:
         tick = self._ticks.latest()
         return ControllerReport() if tick is None else message_to_controller_report(tick)
 
-    def is_alive(self) -> bool:
-        return True
+    def failure(self) -> str | None:
+        """A controller that ticked and then fell silent (stopped, crashed, or the network is down)."""
+        if self._last_tick_s is None:
+            return None
+        silent_s = time.monotonic() - self._last_tick_s
+        if silent_s <= CONTROLLER_TICK_TIMEOUT_S:
+            return None
+        return f"no controller_tick for {silent_s:.1f} s"
 
     def close(self) -> None:
         pass

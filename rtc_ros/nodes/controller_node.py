@@ -5,6 +5,11 @@ callback validates each ``chunks`` message and publishes it into a lock-free slo
 loop (its own thread, in a process without torch) reads the slot every tick and publishes
 ``commands`` and ``controller_tick``. The loop starts once joint states have been received,
 from the measured positions, so the first command is rate limited like every other one.
+
+Each start draws a new run id, published on every ``controller_tick``; the inference node
+stamps each chunk with the run id it planned from. A chunk planned for another run (e.g. the
+last chunk before this node restarted, redelivered by transient-local QoS) is rejected,
+counted and logged: its ticks count on a clock that no longer exists.
 """
 from __future__ import annotations
 
@@ -18,19 +23,20 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 
 from rtc_ros.core.handover import AtomicSlot
-from rtc_ros.core.scheduler import ChunkExecutor
+from rtc_ros.core.scheduler import ChunkExecutor, new_run_id
 from rtc_ros.msg import ActionChunk, ControllerTick
 from rtc_ros.nodes import parameters
-from rtc_ros.nodes.controller_links import CHUNK_QOS, CommandPublisher
+from rtc_ros.nodes.controller_links import CHUNK_QOS, QOS_OVERRIDES, CommandPublisher
 from rtc_ros.nodes.diagnostics import HealthMonitor, diagnostic_array
 from rtc_ros.nodes.messages import controller_tick_message, message_to_chunk
-from rtc_ros.nodes.runner import run
+from rtc_ros.nodes.runner import STEADY, run
 from rtc_ros.runtime.command_filter import CommandFilter
 from rtc_ros.runtime.control_loop import ControlLoop, ControllerReport
-from rtc_ros.runtime.observation import ObservationAssembler, ObservationSpec
+from rtc_ros.runtime.observation import ObservationAssembler, ObservationError, ObservationSpec
 
 CONTROLLER_PARAMETERS = ("joint_names", "position_lower", "position_upper", "max_velocity", "control_rate_hz",
-                         "command_format", "prediction_horizon", "min_execution_horizon", "method", "hardware_id")
+                         "command_format", "prediction_horizon", "min_execution_horizon", "method", "hardware_id",
+                         "max_clock_skew_s")
 
 
 class ControllerNode(Node):
@@ -42,17 +48,20 @@ class ControllerNode(Node):
         self._states = AtomicSlot()
         self._tick_publisher = self.create_publisher(ControllerTick, "controller_tick", CHUNK_QOS)
         self._filter = CommandFilter(p.joint_limits())
+        commands = CommandPublisher(self, p)
         self.loop = ControlLoop(
-            p.period_s, ChunkExecutor(p.executor_spec()), self._chunks,
-            self._states, self._filter, CommandPublisher(self, p), on_tick=self._on_tick)
-        self._joints = ObservationAssembler(ObservationSpec(p.joint_names, (), (3, 1, 1), max_age_s=1.0))
+            p.period_s, ChunkExecutor(p.executor_spec(), new_run_id()), self._chunks, self._states, self._filter,
+            commands, on_tick=self._on_tick, robot_connected=commands.connected)
+        self._joints = ObservationAssembler(ObservationSpec(p.joint_names, (), (3, 1, 1), max_age_s=1.0,
+                                                            max_future_s=p.max_clock_skew_s))
         self.rejected_chunks = 0
-        self.create_subscription(ActionChunk, "chunks", self._on_chunk, CHUNK_QOS)
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data)
+        self.create_subscription(ActionChunk, "chunks", self._on_chunk, CHUNK_QOS, qos_overriding_options=QOS_OVERRIDES)
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data,
+                                 qos_overriding_options=QOS_OVERRIDES)
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.health = HealthMonitor(p.prediction_horizon, p.period_s, "controller")
         self._report = ControllerReport()
-        self.create_timer(1.0, self._publish_health)
+        self.create_timer(1.0, self._publish_health, clock=STEADY)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.loop.run, args=(self._stop,), name="rtc_control", daemon=True)
 
@@ -60,7 +69,12 @@ class ControllerNode(Node):
         if self._thread.ident is not None:  # started already
             return
         stamp = message.header.stamp.sec + message.header.stamp.nanosec * 1e-9
-        self._joints.add_joint_state(message.name, message.position, stamp)
+        try:
+            self._joints.add_joint_state(message.name, message.position, stamp,
+                                         self.get_clock().now().nanoseconds * 1e-9)
+        except ObservationError as error:
+            self.get_logger().warning(f"rejected joint state: {error}", throttle_duration_sec=5.0)
+            return
         positions = self._joints.joint_positions()
         if not any(v != v for v in positions):  # every configured joint seen (no NaN left)
             self._filter.reset(positions)
@@ -74,6 +88,15 @@ class ControllerNode(Node):
             self.rejected_chunks += 1
             self.get_logger().error(f"rejected chunk {message.sequence}: {error}", throttle_duration_sec=2.0)
             return
+        state = self.loop.executor.state
+        if not state.plans(chunk):
+            # E.g. the last chunk of a previous run of this node, kept by transient-local QoS: its
+            # ticks count on a clock that no longer exists.
+            self.rejected_chunks += 1
+            self.get_logger().warning(
+                f"rejected chunk {message.sequence}: planned for controller run {chunk.run_id} epoch {chunk.epoch}, "
+                f"this controller is run {state.run_id} epoch {state.epoch}", throttle_duration_sec=2.0)
+            return
         self._chunks.publish(chunk)
 
     def _on_tick(self, result, command) -> None:
@@ -86,8 +109,8 @@ class ControllerNode(Node):
 
     def _publish_health(self) -> None:
         self._report = self.loop.report()
-        health = self.health.controller(self._report)
-        health.values["rejected_chunks"] = str(self.rejected_chunks)
+        health = self.health.controller(dataclasses.replace(
+            self._report, rejected_chunks=self._report.rejected_chunks + self.rejected_chunks))
         self._diagnostics_publisher.publish(diagnostic_array(
             self.get_clock().now(), self.get_fully_qualified_name(), self.params.hardware_id, {"controller": health}))
 
@@ -99,7 +122,7 @@ class ControllerNode(Node):
 
 
 def main(args=None) -> None:
-    run(ControllerNode, args)
+    run(ControllerNode, args, usage=__doc__)
 
 
 if __name__ == "__main__":

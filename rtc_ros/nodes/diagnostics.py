@@ -3,8 +3,9 @@
 Levels (each message names the threshold that was crossed):
 - inference delay: WARN when d reaches 80% of H - s (the seam nears the unguided region),
   ERROR when d had to be clamped to H - s since the last report, or inference failed.
-- controller: ERROR when an underrun occurred since the last report, WARN when the p99
-  period error exceeds 25% of the period or the loop overran.
+- controller: ERROR when an underrun occurred since the last report, WARN when chunks planned
+  for another controller run or epoch were rejected, or the p99 period error exceeds 25% of
+  the period.
 - observations: ERROR while inference waits for a complete, fresh observation (stale stamps,
   missing joints or cameras), WARN when messages were rejected since the last report.
 """
@@ -47,6 +48,7 @@ class HealthMonitor:
         self._last_clamps = 0
         self._last_failures = 0
         self._last_rejected = 0
+        self._last_rejected_chunks = 0
 
     def inference(self, report: InferenceReport) -> Health:
         overlap = self.prediction_horizon - report.execution_horizon
@@ -81,6 +83,7 @@ class HealthMonitor:
             "underruns": str(report.underruns),
             "overruns": str(report.overruns),
             "rejected_actions": str(report.rejected_actions),
+            "rejected_chunks": str(report.rejected_chunks),
             "clamped_commands": str(report.clamped_commands),
             "period_error_p50_ms": _fmt(report.period_error_p50_ms),
             "period_error_p99_ms": _fmt(report.period_error_p99_ms),
@@ -88,10 +91,14 @@ class HealthMonitor:
             "period_ms": _fmt(self.period_s * 1e3),
         }
         new_underruns = report.underruns - self._last_underruns
-        self._last_underruns = report.underruns
+        new_rejected_chunks = report.rejected_chunks - self._last_rejected_chunks
+        self._last_underruns, self._last_rejected_chunks = report.underruns, report.rejected_chunks
         if new_underruns > 0 or report.underrun_active:
             return Health(ERROR, f"underrun: {new_underruns} tick(s) held the last command since the last report",
                           values)
+        if new_rejected_chunks > 0:
+            return Health(WARN, f"{new_rejected_chunks} chunk(s) planned for another controller run or epoch "
+                                "rejected", values)
         limit_ms = 0.25 * self.period_s * 1e3
         if report.period_error_p99_ms > limit_ms:
             return Health(WARN, f"period error p99 {report.period_error_p99_ms:.2f} ms > {limit_ms:.1f} ms "

@@ -4,6 +4,11 @@ Parameters (config/*.yaml, see :mod:`rtc_ros.nodes.parameters`) -> subscriptions
 ``joint_states`` and ``<camera>/image_raw`` -> a background :class:`InferenceWorker` running the
 core's planner and guided sampler -> a controller link (thread, process or topic) -> 1 Hz
 ``/diagnostics`` and ``~/status``; ``~/chunks`` carries every chunk for monitoring.
+
+A control loop of its own (thread or process) that dies is fatal: within a tenth of a second
+the node reports it as ERROR on /diagnostics, logs it, stops inference and exits non-zero,
+so that launch can shut the system down or respawn the node. Nothing is commanded meanwhile.
+Periodic work runs on the steady clock, so ``use_sim_time`` without a /clock cannot stall it.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import sys
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -23,12 +29,12 @@ from rtc_ros.core.scheduler import Chunk, InferencePlanner
 from rtc_ros.msg import ActionChunk, RtcStatus
 from rtc_ros.nodes import parameters
 from rtc_ros.nodes.controller_links import (
-    CHUNK_QOS, ProcessControllerLink, ThreadControllerLink, TopicControllerLink,
+    CHUNK_QOS, QOS_OVERRIDES, ProcessControllerLink, ThreadControllerLink, TopicControllerLink,
 )
-from rtc_ros.nodes.diagnostics import HealthMonitor, diagnostic_array, status_message
+from rtc_ros.nodes.diagnostics import ERROR, Health, HealthMonitor, diagnostic_array, status_message
 from rtc_ros.nodes.messages import ObservationError, chunk_to_message, image_message_to_array
 from rtc_ros.nodes.parameters import ControllerPlacement, RtcParameters
-from rtc_ros.nodes.runner import run
+from rtc_ros.nodes.runner import STEADY, run
 from rtc_ros.policies.loading import load_policy
 from rtc_ros.runtime.inference_worker import InferenceWorker
 from rtc_ros.runtime.observation import ObservationAssembler, ObservationSpec
@@ -55,13 +61,16 @@ class InferenceNode(Node):
                 f"chunks but prediction_horizon={p.prediction_horizon} and {len(p.joint_names)} joint_names are set")
         self.image_shape = (3, p.image_height, p.image_width)
         self.assembler = ObservationAssembler(ObservationSpec(
-            p.joint_names, p.camera_names, self.image_shape, p.max_observation_age_s))
+            p.joint_names, p.camera_names, self.image_shape, p.max_observation_age_s, p.max_clock_skew_s))
         self._waiting_reason = "no observation yet"
+        self.failure: str | None = None
+        """Why the node must stop (its control loop died); :func:`run` then exits non-zero."""
 
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data)
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data,
+                                 qos_overriding_options=QOS_OVERRIDES)
         for camera in p.camera_names:
-            self.create_subscription(Image, f"{camera}/image_raw",
-                                     lambda m, c=camera: self._on_image(c, m), qos_profile_sensor_data)
+            self.create_subscription(Image, f"{camera}/image_raw", lambda m, c=camera: self._on_image(c, m),
+                                     qos_profile_sensor_data, qos_overriding_options=QOS_OVERRIDES)
         self._chunk_publisher = self.create_publisher(ActionChunk, "~/chunks", CHUNK_QOS)
         self._status_publisher = self.create_publisher(RtcStatus, "~/status", 10)
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -80,16 +89,24 @@ class InferenceNode(Node):
             self._observation, self.link.controller_state, self.link.publish_chunk, on_chunk=self._on_chunk)
         self.health = HealthMonitor(p.prediction_horizon, p.period_s, p.device)
         self._started = False
+        self._controller_failure: str | None = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._start_timer = self.create_timer(0.05, self._start_when_observed)
-        self.create_timer(1.0, self._publish_health)
+        self._start_timer = self.create_timer(0.05, self._start_when_observed, clock=STEADY)
+        self.create_timer(0.1, self._watch_controller, clock=STEADY)
+        self.create_timer(1.0, self._publish_health, clock=STEADY)
         self.get_logger().info(
             f"{p.method.value} ({p.guidance.value}) on {p.device}: H={p.prediction_horizon}, "
             f"s_min={p.min_execution_horizon}, n={p.num_steps}, beta={p.beta}, controller={self.placement.value}")
 
     # -- callbacks ---------------------------------------------------------------------
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
     def _on_joint_state(self, message: JointState) -> None:
-        self.assembler.add_joint_state(message.name, message.position, _stamp_s(message.header))
+        try:
+            self.assembler.add_joint_state(message.name, message.position, _stamp_s(message.header), self._now_s())
+        except ObservationError as error:
+            self.get_logger().warning(f"rejected joint state: {error}", throttle_duration_sec=5.0)
 
     def _on_image(self, camera: str, message: Image) -> None:
         try:
@@ -98,12 +115,15 @@ class InferenceNode(Node):
             self.assembler.reject(f"camera {camera}: {error}")
             self.get_logger().warning(f"camera {camera}: {error}", throttle_duration_sec=5.0)
             return
-        self.assembler.add_image(camera, image, _stamp_s(message.header))
+        try:
+            self.assembler.add_image(camera, image, _stamp_s(message.header), self._now_s())
+        except ObservationError as error:
+            self.get_logger().warning(f"rejected {error}", throttle_duration_sec=5.0)
 
     def _observation(self):
-        observation, reason = self.assembler.assemble(self.get_clock().now().nanoseconds * 1e-9)
+        observation, reason = self.assembler.assemble(self._now_s())
+        self._waiting_reason = reason
         if observation is None:
-            self._waiting_reason = reason
             self.get_logger().warning(f"waiting for a usable observation: {reason}", throttle_duration_sec=5.0)
         return observation
 
@@ -123,6 +143,26 @@ class InferenceNode(Node):
         self._chunk_publisher.publish(chunk_to_message(chunk, p.joint_names, self.get_clock().now(),
                                                        p.method, p.guidance))
 
+    def _watch_controller(self) -> None:
+        """A control loop that died is reported at once; if it was this node's own, the node stops."""
+        failure = self.link.failure()
+        if failure == self._controller_failure:
+            return
+        self._controller_failure = failure
+        if failure is None:
+            self.get_logger().info("controller is back")
+            return
+        if not self.link.FATAL:
+            self.get_logger().error(f"controller lost: {failure}; chunks wait for it")
+            self._publish_health()
+            return
+        self.worker.stop(timeout_s=0.0)
+        self.failure = f"{failure}: nothing is commanded; stopping"
+        self.get_logger().fatal(self.failure)
+        self._publish_health()
+        # Let /diagnostics reach its subscribers before the node is destroyed.
+        self._diagnostics_publisher.wait_for_all_acked(Duration(seconds=0.5))
+
     def _on_delay_clamped(self, delay: int, limit: int) -> None:
         self.get_logger().warning(
             f"inference delay {delay} ticks exceeds H - s = {limit}: lower min_execution_horizon or speed up "
@@ -132,7 +172,10 @@ class InferenceNode(Node):
         now = self.get_clock().now()
         inference, controller = self.worker.report(), self.link.report()
         healths = {"inference delay": self.health.inference(inference)}
-        if self.placement is not ControllerPlacement.TOPIC:
+        if self._controller_failure is not None:
+            healths["controller"] = Health(ERROR, f"controller lost: {self._controller_failure}",
+                                           self.health.controller(controller).values)
+        elif self.placement is not ControllerPlacement.TOPIC:
             healths["controller"] = self.health.controller(controller)
         healths["observations"] = self.health.observations(
             self.assembler.rejected, self.assembler.last_rejection,
@@ -152,7 +195,8 @@ class InferenceNode(Node):
         self.worker.planner.min_execution_horizon = updated.min_execution_horizon
         self.worker.generator.config = dataclasses.replace(
             self.worker.generator.config, num_steps=updated.num_steps, beta=updated.beta, guidance=updated.guidance)
-        self.assembler.spec = dataclasses.replace(self.assembler.spec, max_age_s=updated.max_observation_age_s)
+        self.assembler.spec = dataclasses.replace(self.assembler.spec, max_age_s=updated.max_observation_age_s,
+                                                  max_future_s=updated.max_clock_skew_s)
         return SetParametersResult(successful=True)
 
     def shutdown(self) -> None:
@@ -163,7 +207,8 @@ class InferenceNode(Node):
 
 def main(args=None) -> None:
     """Inference only; the controller is a separate ``controller_node`` reached over topics."""
-    run(lambda: InferenceNode("rtc_inference", placement=ControllerPlacement.TOPIC), args)
+    run(lambda: InferenceNode("rtc_inference", placement=ControllerPlacement.TOPIC), args,
+        usage="inference_node: RTC inference; chunks to a controller_node on the chunks topic.\n" + __doc__)
 
 
 if __name__ == "__main__":

@@ -99,7 +99,8 @@ def chunk_to_message(chunk: Chunk, joint_names: Sequence[str], stamp: Time, meth
         start_tick=chunk.start_tick, inference_delay=chunk.inference_delay,
         execution_horizon=chunk.execution_horizon, method=method.value,
         guidance=guidance.value if method.guided else "none",
-        latency_ms=float(chunk.latency_s * 1e3), sequence=chunk.sequence + 1)
+        latency_ms=float(chunk.latency_s * 1e3), sequence=chunk.sequence + 1,
+        run_id=chunk.run_id, epoch=chunk.epoch)
     message.actions = chunk.actions.astype(np.float32).ravel().tolist()
     message.header.stamp = stamp.to_msg()
     return message
@@ -119,14 +120,15 @@ def message_to_chunk(message: ActionChunk, joint_names: Sequence[str], predictio
     if not np.all(np.isfinite(actions)):
         raise ValueError("chunk contains NaN or infinite actions")
     return Chunk(actions.reshape(shape), message.start_tick, message.sequence - 1, message.inference_delay,
-                 message.execution_horizon, message.latency_ms / 1e3)
+                 message.execution_horizon, message.latency_ms / 1e3, message.run_id, message.epoch)
 
 
 def controller_tick_message(state: ControllerState, report: ControllerReport, period_s: float,
                             stamp: Time) -> ControllerTick:
     """Message sequences count from 1 so that 0 can mean "no chunk yet"; the core's count from 0."""
     message = ControllerTick(
-        tick=state.tick, chunk_sequence=state.sequence + 1, chunk_start_tick=state.start_tick,
+        tick=state.tick, run_id=state.run_id, epoch=state.epoch, chunk_sequence=state.sequence + 1,
+        chunk_start_tick=state.start_tick,
         observed_delay=state.observed_delay, period_s=period_s, commands_published=report.commands_published,
         swaps=report.swaps, underruns=report.underruns, period_error_p50_ms=report.period_error_p50_ms,
         period_error_p99_ms=report.period_error_p99_ms, period_error_max_ms=report.period_error_max_ms)
@@ -136,7 +138,8 @@ def controller_tick_message(state: ControllerState, report: ControllerReport, pe
 
 def message_to_controller_state(message: ControllerTick) -> ControllerState:
     return ControllerState(tick=message.tick, sequence=message.chunk_sequence - 1,
-                           start_tick=message.chunk_start_tick, observed_delay=message.observed_delay)
+                           start_tick=message.chunk_start_tick, observed_delay=message.observed_delay,
+                           run_id=message.run_id, epoch=message.epoch)
 
 
 def message_to_controller_report(message: ControllerTick) -> ControllerReport:

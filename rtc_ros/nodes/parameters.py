@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -39,6 +40,12 @@ class ControllerPlacement(enum.Enum):
     """A separate controller node, possibly on another machine; chunks travel as messages."""
 
 
+def check_device(device: str) -> None:
+    """ValueError unless ``device`` is cpu, cuda or cuda:N."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ValueError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class RtcParameters:
     joint_names: tuple[str, ...]
@@ -62,6 +69,7 @@ class RtcParameters:
     image_height: int
     image_width: int
     max_observation_age_s: float
+    max_clock_skew_s: float
     controller: ControllerPlacement
     hardware_id: str
 
@@ -73,8 +81,7 @@ class RtcParameters:
             raise ValueError(f"initial_inference_delay must be <= H - s_min = "
                              f"{self.prediction_horizon - self.min_execution_horizon}, "
                              f"got {self.initial_inference_delay}")
-        if self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        check_device(self.device)
         self.joint_limits()  # per-joint lengths and orderings
         self.chunking_config()  # n, beta
 
@@ -140,7 +147,7 @@ DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "delay_window": (10, _describe("b: observed delays kept; d is their maximum", read_only=True,
                                    integer_range=(1, 1000))),
     "initial_inference_delay": (0, _describe("d assumed until the first delay is observed (ticks)",
-                                             integer_range=(0, 999))),
+                                             read_only=True, integer_range=(0, 999))),
     "num_steps": (5, _describe("n: denoising steps per chunk", integer_range=(1, 100))),
     "beta": (5.0, _describe("Guidance-weight clip (> 0)", float_range=(1e-3, 100.0))),
     "guidance": ("vjp", _describe("Guidance gradient: vjp (exact) or stop_gradient (no backward pass)")),
@@ -157,14 +164,16 @@ DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "image_width": (96, _describe("Image width the policy expects (px)", read_only=True, integer_range=(1, 4096))),
     "max_observation_age_s": (0.5, _describe(
         "Observations older than this are rejected as stale (s)", float_range=(0.001, 60.0))),
+    "max_clock_skew_s": (0.1, _describe(
+        "Joint states and images stamped further than this ahead of the node's clock are rejected (s)",
+        float_range=(0.0, 10.0))),
     "controller": ("process", _describe(
         "Where the control loop runs: process (own process, shared memory), thread, or topic (separate node)",
         read_only=True)),
     "hardware_id": ("rtc_robot", _describe("hardware_id reported in /diagnostics", read_only=True)),
 }
 
-TUNABLE = ("min_execution_horizon", "initial_inference_delay", "num_steps", "beta", "guidance",
-           "max_observation_age_s")
+TUNABLE = ("min_execution_horizon", "num_steps", "beta", "guidance", "max_observation_age_s", "max_clock_skew_s")
 """Parameters that may change while running; all others are read-only."""
 
 

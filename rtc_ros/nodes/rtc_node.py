@@ -22,7 +22,7 @@ def main(args=None) -> None:
             node.get_logger().info("controller=topic: run controller_node to execute the chunks")
         return node
 
-    run(make, args)
+    run(make, args, usage=__doc__)
 
 
 if __name__ == "__main__":

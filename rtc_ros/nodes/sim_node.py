@@ -4,6 +4,8 @@ Subscribes to ``commands`` (the format the controller publishes), steps the simu
 time, publishes ``joint_states`` (sensor QoS) and ``<camera>/image_raw`` at their rates, and
 reports the task on ``/diagnostics`` (``success``, ``target_distance_m``). Invalid commands
 (wrong joints, NaN) are rejected with a warning; the arms keep tracking the last valid one.
+With ``use_sim_time:=true`` it also publishes the simulated time on ``/clock`` (100 Hz), as a
+simulator does, so that nodes running on simulated time have a clock.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 
 from rtc_ros.core.config import parse_enum
@@ -59,6 +62,9 @@ class SimNode(Node):
         self.create_timer(1.0 / values["joint_state_rate_hz"], self._publish_joint_state)
         self.create_timer(1.0 / values["camera_rate_hz"], self._publish_image)
         self.create_timer(1.0, self._publish_task)
+        self._clock_publisher = (self.create_publisher(Clock, "/clock", 10)
+                                 if self.get_parameter("use_sim_time").value else None)
+        self._sim_time_ns = 0
         self._physics_period_s = 1.0 / values["physics_rate_hz"]
         self._stop = threading.Event()
         self._physics = threading.Thread(target=self._run_physics, name="sim_physics", daemon=True)
@@ -79,14 +85,27 @@ class SimNode(Node):
         last = time.monotonic()
         while not self._stop.wait(max(0.0, last + self._physics_period_s - time.monotonic())):
             now = time.monotonic()
+            step_s = min(now - last, 0.1)
             with self._lock:
-                self.sim.step(min(now - last, 0.1))
+                self.sim.step(step_s)
                 if self.sim.episode_over:
                     self.episodes += 1
                     self.successes += int(self.sim.task_success())
                     if self._reset_on_end:
                         self.sim.reset()
             last = now
+            self._publish_clock(step_s)
+
+    def _publish_clock(self, step_s: float) -> None:
+        """Simulated time since start (episode resets do not rewind it), every 10 ms of it."""
+        if self._clock_publisher is None:
+            return
+        previous = self._sim_time_ns
+        self._sim_time_ns += int(step_s * 1e9)
+        if self._sim_time_ns // 10_000_000 != previous // 10_000_000:
+            message = Clock()
+            message.clock.sec, message.clock.nanosec = divmod(self._sim_time_ns, 1_000_000_000)
+            self._clock_publisher.publish(message)
 
     def _publish_joint_state(self) -> None:
         with self._lock:
@@ -127,7 +146,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> None:
-    run(SimNode, args)
+    run(SimNode, args, usage=__doc__)
 
 
 if __name__ == "__main__":

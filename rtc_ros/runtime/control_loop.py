@@ -9,14 +9,24 @@ than bursting to catch up (a robot must not receive a volley of stale commands).
 
 It runs in a thread of the caller's process, or, because torch inference in the same process
 costs a Python thread several milliseconds of jitter through the GIL, in a process of its own
-(:func:`start_control_process`) that exchanges chunks and state through shared memory.
+(:class:`ControlProcess`) that exchanges chunks and state through shared memory. That process
+never outlives its parent: the kernel sends it SIGTERM when the parent dies (Linux), and each
+tick checks that the parent is still its parent; it then stops commanding and removes the
+shared memory, which the dead parent can no longer do.
+
+The loop sends nothing until the robot's command subscription is connected (when the sink can
+tell): commands published before it matched would be lost, and the robot's first command
+would then be several rate-limited steps away from where it stands.
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import multiprocessing
+import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -25,7 +35,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from rtc_ros.core.handover import SharedMemorySlot, shared_chunk_slot, shared_state_slot
-from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, ExecutorSpec, TickResult
+from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, ExecutorSpec, TickResult, new_run_id
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
 from rtc_ros.runtime.stats import RollingStats
 
@@ -50,6 +60,8 @@ class ControllerReport:
     swaps: int = 0
     underruns: int = 0
     rejected_actions: int = 0
+    rejected_chunks: int = 0
+    """Chunks planned for another controller run or epoch (see ChunkExecutor)."""
     clamped_commands: int = 0
     overruns: int = 0
     period_error_p50_ms: float = float("nan")
@@ -80,7 +92,10 @@ class ControlLoop:
         command_filter: CommandFilter,
         command_sink: CommandSink,
         on_tick: Callable[[TickResult, np.ndarray | None], None] | None = None,
+        robot_connected: Callable[[], bool] | None = None,
     ) -> None:
+        """``robot_connected``: True once the robot's command subscription has matched the sink's
+        publisher; the loop waits for it before its first tick."""
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
         self.period_s = period_s
@@ -89,6 +104,7 @@ class ControlLoop:
         self.command_filter = command_filter
         self._command_sink = command_sink
         self._on_tick = on_tick
+        self._robot_connected = robot_connected
         self.period_errors_ms = RollingStats()
         self.ticks = 0
         self.commands_published = 0
@@ -112,6 +128,10 @@ class ControlLoop:
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> None:
         """Tick at absolute deadlines until ``stop`` is set (or ``duration_s`` elapsed)."""
+        if self._robot_connected is not None:
+            while not self._robot_connected():
+                if stop.wait(0.01):
+                    return
         start = time.monotonic()
         deadline = start
         while not stop.is_set():
@@ -140,6 +160,7 @@ class ControlLoop:
             swaps=self.executor.swaps,
             underruns=self.executor.underruns,
             rejected_actions=self.command_filter.rejected_actions,
+            rejected_chunks=self.executor.rejected_chunks,
             clamped_commands=self.command_filter.clamped_commands,
             overruns=self.overruns,
             period_error_p50_ms=self.period_errors_ms.percentile(50),
@@ -167,7 +188,8 @@ class ControlProcessSpec:
     """How chunks are executed: from :meth:`rtc_ros.core.config.ChunkingConfig.executor_spec`."""
     make_sink: Callable[[], CommandSink]
     """Called in the child process (e.g. creates a ROS publisher there); must be picklable.
-    The sink's ``close()``, if it has one, is called when the loop stops."""
+    The sink's ``close()``, if it has one, is called when the loop stops; its ``connected()``,
+    if it has one, gates the first tick (see :class:`ControlLoop`)."""
     initial_positions: tuple[float, ...] | None = None
     report_period_s: float = 0.2
 
@@ -187,7 +209,8 @@ class ControlProcess:
         self._reports = shared_report_slot(self._names[2], create=True)
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
-        self._process = context.Process(target=_control_process_main, args=(spec, self._names, self._stop),
+        self._process = context.Process(target=_control_process_main,
+                                        args=(spec, self._names, self._stop, os.getpid()),
                                         name="rtc_control_loop", daemon=True)
         self._final_report: ControllerReport | None = None
 
@@ -222,6 +245,20 @@ class ControlProcess:
     def is_alive(self) -> bool:
         return self._process.is_alive()
 
+    @property
+    def shared_memory_names(self) -> tuple[str, ...]:
+        """The segments in /dev/shm: chunks, state, reports."""
+        return self._names
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        """None while running; negative: killed by that signal."""
+        return self._process.exitcode
+
     def stop(self, timeout_s: float = 5.0) -> int | None:
         """Stop the loop (it sends nothing afterwards) and release shared memory; the exit code."""
         self._stop.set()
@@ -236,17 +273,54 @@ class ControlProcess:
         return self._process.exitcode
 
 
-def _control_process_main(spec: ControlProcessSpec, names: tuple[str, str, str], stop) -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+class _StopOrOrphaned:
+    """The control process's stop condition: the parent's event, SIGTERM, or the parent gone.
+
+    PR_SET_PDEATHSIG turns the parent's death into SIGTERM at once (it fires when the parent's
+    thread that started this process ends, so the parent keeps that thread: its main thread or an
+    executor thread). ``getppid()`` changing is checked as well, on every tick: it covers the
+    window before prctl ran and systems without it.
+    """
+
+    def __init__(self, event, parent_pid: int) -> None:
+        self._event, self._parent_pid = event, parent_pid
+        self.orphaned = False
+        self.terminated = False
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.terminated = True
+
+    def is_set(self) -> bool:
+        if os.getppid() != self._parent_pid:
+            self.orphaned = True
+        return self.orphaned or self.terminated or self._event.is_set()
+
+    def wait(self, timeout_s: float) -> bool:
+        time.sleep(timeout_s)
+        return self.is_set()
+
+
+def _control_process_main(spec: ControlProcessSpec, names: tuple[str, str, str], stop_event, parent_pid: int
+                          ) -> None:
     # Ctrl-C reaches the whole process group; the parent decides when the loop stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = _StopOrOrphaned(stop_event, parent_pid)
+    if stop.is_set():
+        return
     chunks = shared_chunk_slot(names[0], spec.chunk_shape)
     states = shared_state_slot(names[1])
     reports = shared_report_slot(names[2])
     command_filter = CommandFilter(spec.limits)
     command_filter.reset(None if spec.initial_positions is None else np.asarray(spec.initial_positions))
     sink = spec.make_sink()
-    loop = ControlLoop(spec.period_s, ChunkExecutor(spec.executor), chunks, states,
-                       command_filter, sink)
+    loop = ControlLoop(spec.period_s, ChunkExecutor(spec.executor, new_run_id()), chunks, states,
+                       command_filter, sink, robot_connected=getattr(sink, "connected", None))
     reporter_stop = threading.Event()
 
     def publish_reports() -> None:
@@ -263,5 +337,9 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, str, str],
         reports.publish(loop.report())
         if hasattr(sink, "close"):
             sink.close()
+        if stop.orphaned or stop.terminated:
+            _LOG.error("control process: parent %d %s; stopped commanding", parent_pid,
+                       "died" if stop.orphaned else "sent SIGTERM")
         for slot in (chunks, states, reports):
-            slot.close()
+            # An orphan removes the shared memory its dead parent created and can no longer remove.
+            slot.close(unlink=stop.orphaned)

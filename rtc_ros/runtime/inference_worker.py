@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rtc_ros.core.methods import ChunkGenerator
-from rtc_ros.core.scheduler import INITIAL_CONTROLLER_STATE, Chunk, ControllerState, InferencePlanner
+from rtc_ros.core.scheduler import Chunk, ControllerState, InferencePlanner
 from rtc_ros.runtime.stats import RollingStats
 
 _LOG = logging.getLogger(__name__)
@@ -95,8 +95,10 @@ class InferenceWorker:
 
     def step(self) -> Chunk | None:
         """Run one inference if one is due and an observation is available; the new chunk."""
-        state = self._controller_state() or INITIAL_CONTROLLER_STATE
-        if not self.planner.ready(state):
+        state = self._controller_state()
+        # Until the controller has reported, its clock (run id) is unknown: a chunk planned
+        # now could not be executed.
+        if state is None or not self.planner.ready(state):
             return None
         observation = self._observations()
         self.waiting_for_observation = observation is None
@@ -109,8 +111,7 @@ class InferenceWorker:
                                           request.execution_horizon)
         actions = actions[0].detach().to("cpu", torch.float64).numpy()
         latency_s = time.perf_counter() - started
-        chunk = Chunk(actions, request.request_tick, request.sequence, request.inference_delay,
-                      request.execution_horizon, latency_s)
+        chunk = request.chunk(actions, latency_s)
         if not request.warmup:
             self.latencies_ms.add(latency_s * 1e3)  # the warm-up pays one-off costs (allocation, caches)
         self.last_execution_horizon = request.execution_horizon

@@ -6,6 +6,10 @@ converted to (C, H, W) uint8. An observation is complete when every configured j
 camera has been received, and fresh when none of them is older than ``max_age_s``. Anything
 else is rejected with a reason, so the inference node can warn and wait instead of acting on
 a partial or stale view of the world.
+
+A message stamped more than ``max_future_s`` ahead of the receiver's clock is rejected when it
+arrives: kept, it would count as fresh for as long as its stamp stays ahead, and a sensor that
+then stopped would go unnoticed while the policy acted on its last frame.
 """
 from __future__ import annotations
 
@@ -49,12 +53,16 @@ class ObservationSpec:
     image_shape: tuple[int, int, int]
     """(C, H, W) every camera must deliver."""
     max_age_s: float
+    max_future_s: float = 0.1
+    """Largest lead of a stamp over the receiver's clock (clock skew between machines), s."""
 
     def __post_init__(self) -> None:
         if not self.joint_names:
             raise ValueError("joint_names must not be empty")
         if not self.max_age_s > 0:
             raise ValueError(f"max_age_s must be > 0, got {self.max_age_s}")
+        if not self.max_future_s >= 0:
+            raise ValueError(f"max_future_s must be >= 0, got {self.max_future_s}")
 
 
 class ObservationAssembler:
@@ -74,15 +82,22 @@ class ObservationAssembler:
         self.rejected = 0
         self.last_rejection = ""
 
-    def add_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp_s: float) -> None:
-        """Keep the configured joints of a JointState; unknown names are ignored (other devices)."""
+    def add_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp_s: float, now_s: float
+                        ) -> None:
+        """Keep the configured joints of a JointState (other names are other devices' joints).
+
+        Raises :class:`ObservationError` (after counting it) for a message that is unusable as a
+        whole: no configured joint in it, names and positions of different lengths, NaN, or a
+        stamp in the future.
+        """
         if len(names) != len(positions):
             self._reject(f"joint state has {len(names)} names but {len(positions)} positions")
-            return
+        if not any(name in self._index for name in names):
+            self._reject(f"joint state names none of the configured joints (got {list(names)[:4]})")
         values = np.asarray(positions, dtype=np.float64)
         if not np.all(np.isfinite(values)):
             self._reject("joint state contains NaN or infinite positions")
-            return
+        self._check_stamp("joint state", stamp_s, now_s)
         with self._lock:
             for name, value in zip(names, values):
                 index = self._index.get(name)
@@ -90,13 +105,21 @@ class ObservationAssembler:
                     self._positions[index] = value
                     self._joint_stamps[index] = stamp_s
 
-    def add_image(self, camera: str, image: np.ndarray, stamp_s: float) -> None:
+    def add_image(self, camera: str, image: np.ndarray, stamp_s: float, now_s: float) -> None:
+        """Keep the newest image of ``camera``; raises :class:`ObservationError` for a future stamp."""
+        self._check_stamp(f"image from camera {camera}", stamp_s, now_s)
         with self._lock:
             self._images[camera] = (image, stamp_s)
 
     def reject(self, reason: str) -> None:
         """Count a message rejected before it reached the assembler (e.g. a bad image)."""
-        self._reject(reason)
+        self.rejected += 1
+        self.last_rejection = reason
+
+    def _check_stamp(self, what: str, stamp_s: float, now_s: float) -> None:
+        if stamp_s - now_s > self.spec.max_future_s:
+            self._reject(f"{what} is stamped {stamp_s - now_s:.3f} s in the future "
+                         f"(max_clock_skew_s {self.spec.max_future_s})")
 
     def joint_positions(self) -> np.ndarray:
         with self._lock:
@@ -130,5 +153,5 @@ class ObservationAssembler:
         return observation, ""
 
     def _reject(self, reason: str) -> None:
-        self.rejected += 1
-        self.last_rejection = reason
+        self.reject(reason)
+        raise ObservationError(reason)
