@@ -29,14 +29,14 @@ _RESET_STEP_RAD = 0.3
 limit a servo moves 0.03 rad between two 100 Hz samples."""
 
 
-def _config_path() -> pathlib.Path:
+def config_path() -> pathlib.Path:
     """The source tree's config, else the installed share/rtc_ros/config."""
     if CONFIG.is_file():
         return CONFIG
     return pathlib.Path(sys.prefix) / "share" / "rtc_ros" / "config" / "bimanual.yaml"
 
 
-def _start(module: str, ros_args: list[str], log: pathlib.Path, env: dict) -> subprocess.Popen:
+def start_node_process(module: str, ros_args: list[str], log: pathlib.Path, env: dict) -> subprocess.Popen:
     # SIGINT must reach the node (a background child of a script starts with it ignored).
     return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args], env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT,
@@ -164,10 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONUNBUFFERED="1")
     os.environ.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    config = str(_config_path())
+    config = str(config_path())
     nodes = {
-        "sim_node": _start("rtc_ros.nodes.sim_node", ["--params-file", config], args.output / "sim_node.log", env),
-        "rtc_node": _start("rtc_ros.nodes.rtc_node", [
+        "sim_node": start_node_process("rtc_ros.nodes.sim_node", ["--params-file", config],
+                                       args.output / "sim_node.log", env),
+        "rtc_node": start_node_process("rtc_ros.nodes.rtc_node", [
             "--params-file", config, "-p", f"controller:={args.controller}", "-p", f"guidance:={args.guidance}",
             "-p", f"device:={args.device}"] + (["-p", f"policy:={args.policy}"] if args.policy else []),
             args.output / "rtc_node.log", env),
