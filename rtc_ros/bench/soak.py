@@ -234,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="open file descriptors a process may gain after the warm-up")
     parser.add_argument("--sample-period-s", type=float, default=60.0, help="one sample per minute by default")
     parser.add_argument("--startup-timeout", type=float, default=180.0)
+    parser.add_argument("--domain-id", type=int, default=None,
+                        help="ROS domain of the run (default: 100 + pid %% 100); pick one no other test uses")
     args = parser.parse_args(argv)
     warmup_minutes = args.warmup_minutes if args.warmup_minutes is not None else min(5.0, args.minutes / 6)
 
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     values = yaml.safe_load(config.read_text())["/**"]["ros__parameters"]
     period_s = 1.0 / float(values["control_rate_hz"])
     max_step = np.asarray(values["max_velocity"], dtype=np.float64) * period_s
-    domain = 100 + os.getpid() % 100
+    domain = args.domain_id if args.domain_id is not None else 100 + os.getpid() % 100
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONUNBUFFERED="1")
     rtc_arguments = ["--params-file", str(config), "-p", "controller:=process", "-p", f"device:={args.device}"]
