@@ -6,7 +6,10 @@ from multiprocessing import shared_memory
 import numpy as np
 import pytest
 
-from rtc_ros.core import AtomicSlot, Chunk, ControllerState, shared_chunk_slot, shared_state_slot
+from rtc_ros.core import (
+    AtomicSlot, Chunk, ControllerState, ExecutorSpec, TemporalEnsembling, shared_chunk_slot, shared_state_slot,
+)
+from rtc_ros.core.handover import shared_executor_spec_slot
 
 H, M = 50, 14
 
@@ -117,6 +120,20 @@ def test_shared_state_slot_round_trips_the_controller_state():
                                 run_id=2**53 - 1, epoch=3)
         writer.publish(state)
         assert reader.latest() == state
+    finally:
+        reader.close()
+        writer.close()
+
+
+@pytest.mark.parametrize("spec", [ExecutorSpec(), ExecutorSpec(pause_after=7),
+                                  ExecutorSpec(ensembling=TemporalEnsembling(decay=0.25, max_chunks=9))])
+def test_shared_executor_spec_slot_round_trips_the_spec(spec):
+    name = f"rtc_test_{uuid.uuid4().hex[:8]}"
+    writer = shared_executor_spec_slot(name, create=True)
+    reader = shared_executor_spec_slot(name)
+    try:
+        writer.publish(spec)
+        assert reader.latest() == spec
     finally:
         reader.close()
         writer.close()

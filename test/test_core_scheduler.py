@@ -99,6 +99,22 @@ def test_synchronous_execution_pauses_the_clock_while_waiting():
     assert len(moving) == 16
 
 
+def test_synchronous_pause_follows_a_new_min_execution_horizon_without_stalling():
+    config = ChunkingConfig(method="sync")
+    executor = ChunkExecutor(config.executor_spec(min_execution_horizon=4))
+    planner = InferencePlanner(H, min_execution_horizon=4)
+    loop = SimulatedTimeLoop(executor, planner, _index_chunks, lambda r: 0 if r.warmup else 3)
+    _run(loop, 14)
+    # What the inference worker and the controller each take from one accepted change.
+    planner.reconfigure(6)
+    executor.reconfigure(config.executor_spec(min_execution_horizon=6))
+    results = _run(loop, 36)
+    # 6 actions, then 3 paused ticks while inference runs; the clock never stalls for good
+    assert "".join("p" if r.paused else "m" for r in results) == "mmmmmmppp" * 4
+    moving = [float(r.action[0]) for r in results if not r.paused]
+    assert moving == list(range(int(moving[0]), int(moving[0]) + len(moving)))
+
+
 def test_delay_estimate_is_the_max_of_the_last_window():
     estimator = DelayEstimator(window=3, initial=2)
     assert estimator.estimate() == 2

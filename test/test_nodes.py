@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.sh)")
 pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run scripts/setup.sh)")
@@ -19,7 +20,10 @@ from rtc_ros.msg import ActionChunk, ControllerTick, RtcStatus  # noqa: E402
 from rtc_ros.nodes.controller_links import CHUNK_QOS, COMMAND_QOS  # noqa: E402
 from rtc_ros.nodes.controller_node import ControllerNode  # noqa: E402
 from rtc_ros.nodes.inference_node import InferenceNode  # noqa: E402
+from rtc_ros.core import ControllerState, GuidanceMode  # noqa: E402
+from rtc_ros.nodes import parameters  # noqa: E402
 from rtc_ros.nodes.parameters import ControllerPlacement  # noqa: E402
+from rtc_ros.runtime.observation import ObservationError  # noqa: E402
 from rtc_ros.sim.bimanual import BimanualConfig  # noqa: E402
 
 JOINTS = list(BimanualConfig().joint_names)
@@ -257,13 +261,78 @@ def test_invalid_parameters_are_rejected_with_a_clear_message(graph, policy_path
     result = node.set_parameters([Parameter("min_execution_horizon", value=60)])[0]
     assert not result.successful
     assert node.set_parameters([Parameter("guidance", value="stop_gradient")])[0].successful
-    assert node.worker.generator.config.guidance.value == "stop_gradient"
+    node.worker.step()  # takes the new settings, as between two chunks
+    assert node.worker.generator.config.guidance is GuidanceMode.STOP_GRADIENT
 
 
 def test_whole_numbers_for_floating_point_parameters_are_taken_as_floats(graph, policy_path):
     """``ros2 param set /rtc beta 2`` and a YAML ``2`` mean 2.0; a string is still refused."""
     node = _rtc(graph, policy_path, name="rtc_widen")
     assert node.set_parameters([Parameter("beta", value=2)])[0].successful
+    node.worker.step()
     assert node.get_parameter("beta").value == 2.0 and node.worker.generator.config.beta == 2.0
     assert not node.set_parameters([Parameter("beta", value="two")])[0].successful
     assert not node.set_parameters([Parameter("beta", value=0)])[0].successful
+
+
+TUNED = {"min_execution_horizon": 20, "num_steps": 3, "beta": 0.5, "guidance": "stop_gradient",
+         "max_observation_age_s": 0.2, "max_clock_skew_s": 0.2}
+"""A new value for each tunable parameter (config/bimanual.yaml has 25, 5, 5.0, vjp, 0.5, 0.1)."""
+
+
+def _behaviour(node) -> tuple:
+    """What the tunable parameters decide, observed through the runtime: the next guided chunk
+    for a fixed observation and noise, the tick at which the next inference starts, whether a
+    0.3 s old observation is used and whether a joint state stamped 0.15 s ahead is taken."""
+    node.worker.step()  # no observation yet: only takes the new settings, as between chunks
+    horizon, joints = node.params.prediction_horizon, len(node.params.joint_names)
+    node.assembler.add_joint_state(node.params.joint_names, [0.0] * joints, stamp_s=100.0, now_s=100.0)
+    node.assembler.add_image("top", np.zeros((3, 96, 96), np.uint8), stamp_s=100.0, now_s=100.0)
+    observation = {k: torch.as_tensor(v) for k, v in node.assembler.assemble(now_s=100.0)[0].items()}
+    noise = torch.randn(1, horizon, joints, generator=torch.Generator().manual_seed(0))
+    previous = torch.full((1, horizon - 10, joints), 0.1)
+    chunk = node.worker.generator.generate(observation, previous, 5, 10, noise=noise)
+    starts_at = next(t for t in range(1, horizon)
+                     if node.worker.planner.ready(ControllerState(t, sequence=0, start_tick=0, observed_delay=0)))
+    fresh = node.assembler.assemble(now_s=100.3)[0] is not None
+    try:
+        node.assembler.add_joint_state(node.params.joint_names, [0.0] * joints, stamp_s=100.15, now_s=100.0)
+        ahead_taken = True
+    except ObservationError:
+        ahead_taken = False
+    return chunk, starts_at, fresh, ahead_taken
+
+
+def _differs(a: tuple, b: tuple) -> bool:
+    return not torch.allclose(a[0], b[0]) or a[1:] != b[1:]
+
+
+def test_every_tunable_parameter_changes_behaviour(graph, policy_path):
+    assert set(TUNED) == set(parameters.tunable_names())
+    for name, value in TUNED.items():
+        node = _rtc(graph, policy_path, name=f"rtc_tune_{name}")
+        before = _behaviour(node)
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert result.successful, result.reason
+        assert _differs(_behaviour(node), before), name
+
+
+def _another_value(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "_changed"
+    return list(value)[:-1]
+
+
+def test_every_read_only_parameter_is_refused_while_running(graph, policy_path):
+    node = _rtc(graph, policy_path, name="rtc_read_only")
+    read_only = [name for name in parameters.DECLARATIONS if name not in parameters.tunable_names()]
+    assert "initial_inference_delay" in read_only and "prediction_horizon" in read_only
+    for name in read_only:
+        value = node.get_parameter(name).value
+        result = node.set_parameters([Parameter(name, value=_another_value(value))])[0]
+        assert not result.successful and "read-only" in result.reason, name
+        assert node.get_parameter(name).value == value

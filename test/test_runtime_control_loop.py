@@ -228,3 +228,33 @@ def test_control_process_stops_and_removes_the_shared_memory_when_its_parent_die
         time.sleep(0.05)
     assert not _running(child)
     assert not any(os.path.exists(f"/dev/shm/{name}") for name in names)
+
+
+def test_the_control_process_takes_a_new_synchronous_pause_while_running():
+    commands = multiprocessing.get_context("spawn").Queue()
+    process = ControlProcess(ControlProcessSpec(
+        period_s=0.01, chunk_shape=(H, 2), limits=LIMITS, executor=ExecutorSpec(pause_after=4),
+        make_sink=QueueSink(commands), initial_positions=(0.0, 0.0)))
+    process.start()
+
+    def paused_at(ticks: int) -> int:
+        while process.report().ticks < ticks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return process.controller_state().tick
+
+    try:
+        deadline = time.monotonic() + 20
+        while process.controller_state() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.publish_chunk(_ramp_chunk(0, 0, process.controller_state().run_id))
+        first_pause = paused_at(20)
+        process.reconfigure(ExecutorSpec(pause_after=6))
+        second_pause = paused_at(process.report().ticks + 30)
+    finally:
+        assert process.stop() == 0
+    while True:
+        try:
+            commands.get(timeout=1.0)
+        except queue.Empty:
+            break
+    assert (first_pause, second_pause) == (4, 6)

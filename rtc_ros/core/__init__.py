@@ -13,7 +13,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from rtc_ros.core.config import BidConfig, ChunkingConfig, GuidanceMode, Method, parse_enum
+from rtc_ros.core.config import (
+    BidConfig,
+    ChunkingConfig,
+    GuidanceMode,
+    InferenceSettings,
+    Method,
+    parse_enum,
+)
 from rtc_ros.core.handover import AtomicSlot, SharedMemorySlot, shared_chunk_slot, shared_state_slot
 from rtc_ros.core.scheduler import (
     INITIAL_CONTROLLER_STATE,
@@ -58,7 +65,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AtomicSlot", "BidConfig", "Chunk", "ChunkExecutor", "ChunkGenerator", "ChunkingConfig",
     "ControllerState", "DelayEstimator", "ExecutorSpec", "FlowPolicy", "GuidanceMode",
-    "INITIAL_CONTROLLER_STATE", "InferencePlanner", "InferenceRequest", "MaskSchedule", "Method",
+    "INITIAL_CONTROLLER_STATE", "InferencePlanner", "InferenceSettings", "InferenceRequest", "MaskSchedule", "Method",
     "SharedMemorySlot", "TemporalEnsembling", "TickResult", "TimeConvention", "VelocityField",
     "guidance_weight", "guided_sample", "pad_to_horizon", "paper_velocity", "parse_enum",
     "new_run_id", "prefix_weights", "shared_chunk_slot", "shared_state_slot",

@@ -105,3 +105,12 @@ class ChunkingConfig:
         if self.method is Method.TEMPORAL_ENSEMBLING:
             return ExecutorSpec(ensembling=self.ensembling)
         return ExecutorSpec()
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSettings:
+    """What the inference side may change while running, applied between two chunks."""
+
+    chunking: ChunkingConfig
+    min_execution_horizon: int
+    """s_min: actions of a chunk executed before the next inference starts."""

@@ -36,7 +36,7 @@ from typing import Callable, Generic, TypeVar
 
 import numpy as np
 
-from rtc_ros.core.scheduler import Chunk, ControllerState
+from rtc_ros.core.scheduler import Chunk, ControllerState, ExecutorSpec, TemporalEnsembling
 
 Item = TypeVar("Item")
 
@@ -204,3 +204,19 @@ def shared_state_slot(name: str, create: bool = False) -> SharedMemorySlot[Contr
                                int(epoch))
 
     return SharedMemorySlot(name, _STATE_FIELDS, encode, decode, create)
+
+
+def shared_executor_spec_slot(name: str, create: bool = False) -> SharedMemorySlot[ExecutorSpec]:
+    """A :class:`SharedMemorySlot` carrying an :class:`ExecutorSpec` to a control process."""
+
+    def encode(spec: ExecutorSpec, out: np.ndarray) -> None:
+        ensembling = spec.ensembling
+        out[:] = (spec.pause_after or 0, ensembling.decay if ensembling else np.nan,
+                  ensembling.max_chunks if ensembling else 0)
+
+    def decode(payload: np.ndarray) -> ExecutorSpec:
+        pause_after, decay, max_chunks = payload
+        ensembling = None if np.isnan(decay) else TemporalEnsembling(float(decay), int(max_chunks))
+        return ExecutorSpec(int(pause_after) or None, ensembling)
+
+    return SharedMemorySlot(name, 3, encode, decode, create)

@@ -159,6 +159,16 @@ class ChunkExecutor:
     def state(self) -> ControllerState:
         return self._state
 
+    def reconfigure(self, spec: ExecutorSpec) -> None:
+        """Execute by ``spec`` from the next tick on; the chunks received so far are kept.
+
+        The synchronous baseline's pause follows a new s_min at once, so that the clock never
+        stands still at a tick where the planner waits for it to move on.
+        """
+        self._ensemble = collections.deque(
+            self._ensemble, maxlen=spec.ensembling.max_chunks if spec.ensembling else 1)
+        self.spec = spec
+
     @property
     def current(self) -> Chunk | None:
         return self._current
@@ -289,18 +299,22 @@ class InferencePlanner:
     ) -> None:
         if prediction_horizon < 1:
             raise ValueError(f"prediction_horizon must be >= 1, got {prediction_horizon}")
-        if not 1 <= min_execution_horizon < prediction_horizon:
-            raise ValueError(
-                f"min_execution_horizon (s_min) must be in [1, prediction_horizon={prediction_horizon}), "
-                f"got {min_execution_horizon}"
-            )
         self.prediction_horizon = prediction_horizon
-        self.min_execution_horizon = min_execution_horizon
+        self.reconfigure(min_execution_horizon)
         self.delays = DelayEstimator(delay_window, initial_delay)
         self._on_delay_clamped = on_delay_clamped or _warn_delay_clamped
         self._pending: InferenceRequest | None = None
         self._next_sequence = 0
         self.delay_clamps = 0
+
+    def reconfigure(self, min_execution_horizon: int) -> None:
+        """Start the next inference after ``min_execution_horizon`` actions of a chunk."""
+        if not 1 <= min_execution_horizon < self.prediction_horizon:
+            raise ValueError(
+                f"min_execution_horizon (s_min) must be in [1, prediction_horizon={self.prediction_horizon}), "
+                f"got {min_execution_horizon}"
+            )
+        self.min_execution_horizon = min_execution_horizon
 
     def ready(self, state: ControllerState) -> bool:
         """True when the next inference should start (t >= s_min on the chunk being executed)."""

@@ -1,9 +1,10 @@
 """How the inference node reaches the control loop: a thread, a process, or a topic.
 
 All three offer the same small interface to the inference worker: ``controller_state()``,
-``publish_chunk(chunk)``, ``report()``, ``start(initial_positions)``, ``close()``, and
-``failure()``: why the controller is gone (None while it runs), with ``FATAL`` saying whether
-the node must then stop (a thread or process of its own) or wait for it (a remote controller).
+``publish_chunk(chunk)``, ``report()``, ``start(initial_positions)``, ``reconfigure(executor)``
+(a new s_min changes the synchronous baseline's pause), ``close()``, and ``failure()``: why the
+controller is gone (None while it runs), with ``FATAL`` saying whether the node must then stop
+(a thread or process of its own) or wait for it (a remote controller).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from rtc_ros.core.handover import AtomicSlot
-from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, new_run_id
+from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, ExecutorSpec, new_run_id
 from rtc_ros.msg import ActionChunk, ControllerTick
 from rtc_ros.nodes.messages import (
     COMMAND_TYPES, chunk_to_message, command_message, message_to_controller_report, message_to_controller_state,
@@ -63,10 +64,12 @@ class ThreadControllerLink:
     def __init__(self, node: Node, params: RtcParameters) -> None:
         self._chunks: AtomicSlot[Chunk] = AtomicSlot()
         self._states: AtomicSlot[ControllerState] = AtomicSlot()
+        self._executor_specs: AtomicSlot[ExecutorSpec] = AtomicSlot()
         self._filter = CommandFilter(params.joint_limits())
         commands = CommandPublisher(node, params)
         self._loop = ControlLoop(params.period_s, ChunkExecutor(params.executor_spec(), new_run_id()), self._chunks,
-                                 self._states, self._filter, commands, robot_connected=commands.connected)
+                                 self._states, self._filter, commands, robot_connected=commands.connected,
+                                 executor_specs=self._executor_specs)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop.run, args=(self._stop,), name="rtc_control", daemon=True)
 
@@ -79,6 +82,9 @@ class ThreadControllerLink:
 
     def publish_chunk(self, chunk: Chunk) -> None:
         self._chunks.publish(chunk)
+
+    def reconfigure(self, executor: ExecutorSpec) -> None:
+        self._executor_specs.publish(executor)
 
     def report(self) -> ControllerReport:
         return self._loop.report()
@@ -159,6 +165,7 @@ class ProcessControllerLink:
             domain_id=node.context.get_domain_id(), ros_args=_remaps_without_node_name(ros_args),
             command_format=params.command_format,
             joint_names=params.joint_names, period_s=params.period_s)
+        self._executor = params.executor_spec()
         self._process: ControlProcess | None = None
         self._closed = False
 
@@ -166,7 +173,7 @@ class ProcessControllerLink:
         p = self._params
         self._process = ControlProcess(ControlProcessSpec(
             period_s=p.period_s, chunk_shape=(p.prediction_horizon, len(p.joint_names)), limits=p.joint_limits(),
-            executor=p.executor_spec(), make_sink=self._sink_factory,
+            executor=self._executor, make_sink=self._sink_factory,
             initial_positions=tuple(float(v) for v in initial_positions)))
         self._process.start()
 
@@ -175,6 +182,11 @@ class ProcessControllerLink:
 
     def publish_chunk(self, chunk: Chunk) -> None:
         self._process.publish_chunk(chunk)
+
+    def reconfigure(self, executor: ExecutorSpec) -> None:
+        self._executor = executor
+        if self._process is not None:
+            self._process.reconfigure(executor)
 
     def report(self) -> ControllerReport:
         return ControllerReport() if self._process is None else self._process.report()
@@ -221,6 +233,9 @@ class TopicControllerLink:
         p = self._params
         self._publisher.publish(chunk_to_message(chunk, p.joint_names, self._node.get_clock().now(),
                                                  p.method, p.guidance))
+
+    def reconfigure(self, executor: ExecutorSpec) -> None:
+        """The controller node executes by its own parameters (set its min_execution_horizon too)."""
 
     def report(self) -> ControllerReport:
         tick = self._ticks.latest()

@@ -46,12 +46,14 @@ class ControllerNode(Node):
         p = self.params
         self._chunks = AtomicSlot()
         self._states = AtomicSlot()
+        self._executor_specs = AtomicSlot()
         self._tick_publisher = self.create_publisher(ControllerTick, "controller_tick", CHUNK_QOS)
         self._filter = CommandFilter(p.joint_limits())
         commands = CommandPublisher(self, p)
         self.loop = ControlLoop(
             p.period_s, ChunkExecutor(p.executor_spec(), new_run_id()), self._chunks, self._states, self._filter,
-            commands, on_tick=self._on_tick, robot_connected=commands.connected)
+            commands, on_tick=self._on_tick, robot_connected=commands.connected,
+            executor_specs=self._executor_specs)
         self._joints = ObservationAssembler(ObservationSpec(p.joint_names, (), (3, 1, 1), max_age_s=1.0,
                                                             max_future_s=p.max_clock_skew_s))
         self.rejected_chunks = 0
@@ -64,6 +66,13 @@ class ControllerNode(Node):
         self.create_timer(1.0, self._publish_health, clock=STEADY)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.loop.run, args=(self._stop,), name="rtc_control", daemon=True)
+        parameters.on_change(self, lambda: self.params, self._apply_parameters)
+
+    def _apply_parameters(self, params: parameters.RtcParameters) -> None:
+        """A new s_min changes the synchronous baseline's pause from the loop's next tick on."""
+        self.params = params
+        self._executor_specs.publish(params.executor_spec())
+        self._joints.set_time_limits(self._joints.spec.max_age_s, params.max_clock_skew_s)
 
     def _on_joint_state(self, message: JointState) -> None:
         if self._thread.ident is not None:  # started already

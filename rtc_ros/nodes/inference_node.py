@@ -12,13 +12,11 @@ Periodic work runs on the steady clock, so ``use_sim_time`` without a /clock can
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -90,7 +88,7 @@ class InferenceNode(Node):
         self.health = HealthMonitor(p.prediction_horizon, p.period_s, p.device)
         self._started = False
         self._controller_failure: str | None = None
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        parameters.on_change(self, lambda: self.params, self._apply_parameters)
         self._start_timer = self.create_timer(0.05, self._start_when_observed, clock=STEADY)
         self.create_timer(0.1, self._watch_controller, clock=STEADY)
         self.create_timer(1.0, self._publish_health, clock=STEADY)
@@ -185,19 +183,16 @@ class InferenceNode(Node):
         self._status_publisher.publish(status_message(now, inference, controller, self.assembler.rejected,
                                                       self.params.device, self.params.method.value))
 
-    def _on_set_parameters(self, changes) -> SetParametersResult:
-        values = {c.name: c.value for c in changes if c.name in parameters.DECLARATIONS}
-        try:
-            updated = parameters.with_changes(self.params, values)
-        except ValueError as error:
-            return SetParametersResult(successful=False, reason=str(error))
-        self.params = updated
-        self.worker.planner.min_execution_horizon = updated.min_execution_horizon
-        self.worker.generator.config = dataclasses.replace(
-            self.worker.generator.config, num_steps=updated.num_steps, beta=updated.beta, guidance=updated.guidance)
-        self.assembler.spec = dataclasses.replace(self.assembler.spec, max_age_s=updated.max_observation_age_s,
-                                                  max_future_s=updated.max_clock_skew_s)
-        return SetParametersResult(successful=True)
+    def _apply_parameters(self, params: RtcParameters) -> None:
+        """The one place where accepted run-time changes reach the runtime.
+
+        The worker takes its new settings between two chunks, and the controller's executor its
+        spec at its next tick (the synchronous baseline pauses after the new s_min).
+        """
+        self.params = params
+        self.worker.reconfigure(params.inference_settings())
+        self.link.reconfigure(params.executor_spec())
+        self.assembler.set_time_limits(params.max_observation_age_s, params.max_clock_skew_s)
 
     def shutdown(self) -> None:
         """Stop inference, then the controller: after this nothing is commanded."""

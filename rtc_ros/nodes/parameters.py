@@ -3,21 +3,23 @@
 Every parameter has a description and, where it makes sense, a range that rclpy enforces. H,
 the joint names and anything that sizes buffers are read-only: they are fixed when the node
 starts (from config/*.yaml). Cross-parameter rules (s_min < H, one limit per joint, ...) live
-in :class:`RtcParameters`, a frozen dataclass built once at start; runtime changes of the
-tunable ones are checked by the same code in the on-set callback before they are accepted.
+in :class:`RtcParameters`, a frozen dataclass built once at start. The tunable parameters are
+those whose descriptor is not read-only (:func:`tunable_names`); :func:`on_change` checks a
+run-time change as a whole new snapshot with the same code, refuses it when it breaks a rule,
+and hands an accepted snapshot to the node, which passes it on to the runtime.
 """
 from __future__ import annotations
 
 import dataclasses
 import enum
 import re
-from typing import Any
+from typing import Any, Callable
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from rtc_ros.core.config import ChunkingConfig, GuidanceMode, Method, parse_enum
+from rtc_ros.core.config import ChunkingConfig, GuidanceMode, InferenceSettings, Method, parse_enum
 from rtc_ros.core.scheduler import ExecutorSpec
 from rtc_ros.runtime.command_filter import JointLimits
 
@@ -94,6 +96,10 @@ class RtcParameters:
         return ChunkingConfig(method=self.method, num_steps=self.num_steps, beta=self.beta,
                               guidance=self.guidance, compiled=self.device.startswith("cuda"))
 
+    def inference_settings(self) -> InferenceSettings:
+        """What the inference worker takes between chunks."""
+        return InferenceSettings(self.chunking_config(), self.min_execution_horizon)
+
     def executor_spec(self) -> ExecutorSpec:
         """How the controller executes chunks of this method."""
         return self.chunking_config().executor_spec(self.min_execution_horizon)
@@ -146,6 +152,7 @@ DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
                                             integer_range=(1, 999))),
     "delay_window": (10, _describe("b: observed delays kept; d is their maximum", read_only=True,
                                    integer_range=(1, 1000))),
+    # Read-only: it only matters until the first chunk's delay is observed, right after start.
     "initial_inference_delay": (0, _describe("d assumed until the first delay is observed (ticks)",
                                              read_only=True, integer_range=(0, 999))),
     "num_steps": (5, _describe("n: denoising steps per chunk", integer_range=(1, 100))),
@@ -172,9 +179,6 @@ DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
         read_only=True)),
     "hardware_id": ("rtc_robot", _describe("hardware_id reported in /diagnostics", read_only=True)),
 }
-
-TUNABLE = ("min_execution_horizon", "num_steps", "beta", "guidance", "max_observation_age_s", "max_clock_skew_s")
-"""Parameters that may change while running; all others are read-only."""
 
 
 def widen_integers(requested: list[Parameter]) -> list[Parameter]:
@@ -213,3 +217,30 @@ def with_changes(current: RtcParameters, changes: dict[str, Any]) -> RtcParamete
     values = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
     values.update(changes)
     return RtcParameters.from_values(values)
+
+
+def tunable_names() -> tuple[str, ...]:
+    """The parameters that may change while running: those not declared read-only."""
+    return tuple(name for name, (_, descriptor) in DECLARATIONS.items() if not descriptor.read_only)
+
+
+def on_change(node: Node, current: Callable[[], RtcParameters], apply: Callable[[RtcParameters], None]) -> None:
+    """Check run-time changes as a whole snapshot; hand each accepted snapshot to ``apply``.
+
+    rclpy has refused read-only parameters and values out of range already; a change that
+    breaks a rule between parameters (s_min < H, ...) is refused with the reason. ``apply``
+    runs after the node has stored the new values.
+    """
+
+    def changed(parameters: list[Parameter]) -> RtcParameters:
+        return with_changes(current(), {p.name: p.value for p in parameters if p.name in DECLARATIONS})
+
+    def check(parameters: list[Parameter]) -> SetParametersResult:
+        try:
+            changed(parameters)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(check)
+    node.add_post_set_parameters_callback(lambda parameters: apply(changed(parameters)))

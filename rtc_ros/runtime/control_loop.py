@@ -34,7 +34,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from rtc_ros.core.handover import SharedMemorySlot, shared_chunk_slot, shared_state_slot
+from rtc_ros.core.handover import (
+    SharedMemorySlot, shared_chunk_slot, shared_executor_spec_slot, shared_state_slot,
+)
 from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, ExecutorSpec, TickResult, new_run_id
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
 from rtc_ros.runtime.stats import RollingStats
@@ -93,9 +95,12 @@ class ControlLoop:
         command_sink: CommandSink,
         on_tick: Callable[[TickResult, np.ndarray | None], None] | None = None,
         robot_connected: Callable[[], bool] | None = None,
+        executor_specs: Slot | None = None,
     ) -> None:
         """``robot_connected``: True once the robot's command subscription has matched the sink's
-        publisher; the loop waits for it before its first tick."""
+        publisher; the loop waits for it before its first tick. ``executor_specs``: where a new
+        :class:`ExecutorSpec` arrives while running (a new s_min for the synchronous baseline's
+        pause); the executor takes it at the next tick."""
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
         self.period_s = period_s
@@ -105,6 +110,7 @@ class ControlLoop:
         self._command_sink = command_sink
         self._on_tick = on_tick
         self._robot_connected = robot_connected
+        self._executor_specs = executor_specs
         self.period_errors_ms = RollingStats()
         self.ticks = 0
         self.commands_published = 0
@@ -114,6 +120,10 @@ class ControlLoop:
 
     def step(self) -> TickResult:
         """One tick: newest chunk -> due action -> safety filter -> sink; then publish state."""
+        if self._executor_specs is not None:
+            spec = self._executor_specs.latest()
+            if spec is not None and spec is not self.executor.spec:
+                self.executor.reconfigure(spec)
         result = self.executor.tick(self._chunks.latest())
         command = None if result.action is None else self.command_filter.apply(result.action)
         if command is not None:
@@ -203,10 +213,12 @@ class ControlProcess:
 
     def __init__(self, spec: ControlProcessSpec) -> None:
         prefix = f"rtc_{uuid.uuid4().hex[:10]}"
-        self._names = (f"{prefix}_c", f"{prefix}_s", f"{prefix}_r")
+        self._names = (f"{prefix}_c", f"{prefix}_s", f"{prefix}_r", f"{prefix}_e")
         self._chunks = shared_chunk_slot(self._names[0], spec.chunk_shape, create=True)
         self._states = shared_state_slot(self._names[1], create=True)
         self._reports = shared_report_slot(self._names[2], create=True)
+        self._executor_specs = shared_executor_spec_slot(self._names[3], create=True)
+        self._executor_specs.publish(spec.executor)
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
         self._process = context.Process(target=_control_process_main,
@@ -231,6 +243,10 @@ class ControlProcess:
     def publish_chunk(self, chunk: Chunk) -> None:
         self._chunks.publish(chunk)
 
+    def reconfigure(self, executor: ExecutorSpec) -> None:
+        """Execute chunks by ``executor`` from the loop's next tick on."""
+        self._executor_specs.publish(executor)
+
     def latest(self) -> Chunk | None:
         return self._chunks.latest()
 
@@ -247,7 +263,7 @@ class ControlProcess:
 
     @property
     def shared_memory_names(self) -> tuple[str, ...]:
-        """The segments in /dev/shm: chunks, state, reports."""
+        """The segments in /dev/shm: chunks, state, reports, executor spec."""
         return self._names
 
     @property
@@ -268,7 +284,7 @@ class ControlProcess:
                 self._process.kill()
                 self._process.join()
         self._final_report = self.report()
-        for slot in (self._chunks, self._states, self._reports):
+        for slot in (self._chunks, self._states, self._reports, self._executor_specs):
             slot.close()
         return self._process.exitcode
 
@@ -306,7 +322,7 @@ class _StopOrOrphaned:
         return self.is_set()
 
 
-def _control_process_main(spec: ControlProcessSpec, names: tuple[str, str, str], stop_event, parent_pid: int
+def _control_process_main(spec: ControlProcessSpec, names: tuple[str, ...], stop_event, parent_pid: int
                           ) -> None:
     # Ctrl-C reaches the whole process group; the parent decides when the loop stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -316,11 +332,13 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, str, str],
     chunks = shared_chunk_slot(names[0], spec.chunk_shape)
     states = shared_state_slot(names[1])
     reports = shared_report_slot(names[2])
+    executor_specs = shared_executor_spec_slot(names[3])
     command_filter = CommandFilter(spec.limits)
     command_filter.reset(None if spec.initial_positions is None else np.asarray(spec.initial_positions))
     sink = spec.make_sink()
     loop = ControlLoop(spec.period_s, ChunkExecutor(spec.executor, new_run_id()), chunks, states,
-                       command_filter, sink, robot_connected=getattr(sink, "connected", None))
+                       command_filter, sink, robot_connected=getattr(sink, "connected", None),
+                       executor_specs=executor_specs)
     reporter_stop = threading.Event()
 
     def publish_reports() -> None:
@@ -340,6 +358,6 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, str, str],
         if stop.orphaned or stop.terminated:
             _LOG.error("control process: parent %d %s; stopped commanding", parent_pid,
                        "died" if stop.orphaned else "sent SIGTERM")
-        for slot in (chunks, states, reports):
+        for slot in (chunks, states, reports, executor_specs):
             # An orphan removes the shared memory its dead parent created and can no longer remove.
             slot.close(unlink=stop.orphaned)

@@ -4,6 +4,9 @@ It waits until the controller has consumed s_min actions of the current chunk, t
 newest observation, generates the next chunk with the configured method (RTC by default)
 and publishes it to the controller. Each step is a call to the core; this module only adds
 the thread, timing and the handling of missing observations.
+
+Settings changed while running (:meth:`InferenceWorker.reconfigure`) are taken between two
+chunks, at the start of a step, so every chunk is planned and sampled with one set of them.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from rtc_ros.core.config import InferenceSettings
+from rtc_ros.core.handover import AtomicSlot
 from rtc_ros.core.methods import ChunkGenerator
 from rtc_ros.core.scheduler import Chunk, ControllerState, InferencePlanner
 from rtc_ros.runtime.stats import RollingStats
@@ -53,6 +58,8 @@ class InferenceWorker:
     ) -> None:
         self.planner = planner
         self.generator = generator
+        self.settings = InferenceSettings(generator.config, planner.min_execution_horizon)
+        self._next_settings: AtomicSlot[InferenceSettings] = AtomicSlot()
         self._observations = observations
         self._controller_state = controller_state
         self._publish_chunk = publish_chunk
@@ -79,6 +86,16 @@ class InferenceWorker:
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def reconfigure(self, settings: InferenceSettings) -> None:
+        """Use ``settings`` from the next chunk on; callable from any thread.
+
+        The method itself cannot change: the controller executes chunks by it.
+        """
+        if settings.chunking.method is not self.settings.chunking.method:
+            raise ValueError(f"method is fixed at {self.settings.chunking.method.value} while running, "
+                             f"got {settings.chunking.method.value}")
+        self._next_settings.publish(settings)
+
     def warm_up(self, observation: Mapping[str, Any]) -> float:
         """Run one unguided and one guided inference whose chunks are thrown away; seconds taken.
 
@@ -95,6 +112,7 @@ class InferenceWorker:
 
     def step(self) -> Chunk | None:
         """Run one inference if one is due and an observation is available; the new chunk."""
+        self._take_new_settings()
         state = self._controller_state()
         # Until the controller has reported, its clock (run id) is unknown: a chunk planned
         # now could not be executed.
@@ -120,6 +138,14 @@ class InferenceWorker:
         if self._on_chunk is not None:
             self._on_chunk(chunk)
         return chunk
+
+    def _take_new_settings(self) -> None:
+        settings = self._next_settings.latest()
+        if settings is None or settings is self.settings:
+            return
+        self.planner.reconfigure(settings.min_execution_horizon)
+        self.generator.config = settings.chunking
+        self.settings = settings
 
     def report(self) -> InferenceReport:
         return InferenceReport(

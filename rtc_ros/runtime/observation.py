@@ -82,6 +82,10 @@ class ObservationAssembler:
         self.rejected = 0
         self.last_rejection = ""
 
+    def set_time_limits(self, max_age_s: float, max_future_s: float) -> None:
+        """Reject inputs older than ``max_age_s`` or stamped more than ``max_future_s`` ahead from now on."""
+        self.spec = dataclasses.replace(self.spec, max_age_s=max_age_s, max_future_s=max_future_s)
+
     def add_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp_s: float, now_s: float
                         ) -> None:
         """Keep the configured joints of a JointState (other names are other devices' joints).
