@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU latency run, prepared for the device tool (an H200 with python3 3.12, torch 2.11 and
-# CUDA 13 preinstalled, no package registry); docs/benchmarks/README.md has the exact call. It
-# needs no rclpy. Everything lands in $OUT: <model>/latency.json for each model, env.txt, run.log.
+# The GPU latency run, for a CUDA machine whose python3 has torch and CUDA installed (no package
+# index needed; tried with python3 3.12 and torch 2.11); docs/benchmarks/README.md has the steps.
+# It needs no rclpy. Everything lands in $OUT: <model>/latency.json for each model, env.txt, run.log.
 # build/gpu_bundle (docs/benchmarks/prepare_gpu_bundle.sh) must travel with it (carry) for the
 # LeRobot models; without it only the built-in ones run.
 #
@@ -23,8 +23,8 @@ exec > >(tee "$out/run.log") 2>&1
 started=$(date +%s)
 elapsed() { echo "[$(( $(date +%s) - started )) s] $*"; }
 
-# The documented command is `.venv/bin/python -m rtc_ros.bench.latency`. The machine's python3 is
-# itself a venv (/opt/torch/.venv), whose packages a venv made from it would not see: a wrapper.
+# The documented command is `.venv/bin/python -m rtc_ros.bench.latency`. The machine's python3 may
+# itself be a venv, whose packages a venv made from it would not see: a wrapper.
 if [ ! -x .venv/bin/python ]; then
   mkdir -p .venv/bin
   printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > .venv/bin/python
