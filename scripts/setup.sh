@@ -67,17 +67,20 @@ fi
 mkdir -p "$state"
 
 # 1. Pinned requirements, skipped while requirements/ and the torch choice are unchanged.
-requirements=(requirements/ros.txt requirements/base.txt "requirements/torch-$torch.txt")
-requirements_hash=$(sha256sum "${requirements[@]}" | sha256sum | cut -d' ' -f1)
+# lerobot itself goes in without its declared dependencies (requirements/lerobot.txt says why).
+requirements=(requirements/ros.txt requirements/base.txt "requirements/torch-$torch.txt" requirements/lerobot.txt)
+no_deps=requirements/lerobot-no-deps.txt
+requirements_hash=$(sha256sum "${requirements[@]}" "$no_deps" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$state/requirements.sha256" 2> /dev/null)" != "$requirements_hash" ]; then
   # `torch==2.13.0` (cpu) is satisfied by an installed CUDA build: remove it when switching.
   if [ -f "$state/torch" ] && [ "$(cat "$state/torch")" != "$torch" ]; then
     run_logged "$state/pip-uninstall-torch.log" "$py" -m pip uninstall -y torch
   fi
-  log "installing requirements/ with torch $torch (a few minutes the first time; log: $state/pip.log)"
+  log "installing requirements/ with torch $torch (minutes the first time: torch, its CUDA libraries and lerobot; log: $state/pip.log)"
   pip_args=()
   for file in "${requirements[@]}"; do pip_args+=(-r "$file"); done
   run_logged "$state/pip.log" "$py" -m pip install "${pip_args[@]}"
+  run_logged "$state/pip-no-deps.log" "$py" -m pip install --no-deps -r "$no_deps"
   echo "$torch" > "$state/torch"
   echo "$requirements_hash" > "$state/requirements.sha256"
 else
@@ -122,6 +125,7 @@ log "installing rtc_ros (log: $state/pip-rtc_ros.log)"
 rm -rf "$root/build/lib"
 run_logged "$state/pip-rtc_ros.log" "$py" -m pip install --no-deps --no-build-isolation "$root"
 
-(cd / && "$py" -c 'import rclpy; from rtc_ros.msg import ActionChunk, ControllerTick, RtcStatus') \
-  || { echo "setup.sh: .venv is set up but rclpy or rtc_ros.msg does not import" >&2; exit 1; }
-log "done: .venv/bin/python has rclpy, torch ($torch) and rtc_ros"
+(cd / && "$py" -c 'import rclpy, lerobot.policies.smolvla.modeling_smolvla
+from rtc_ros.msg import ActionChunk, ControllerTick, RtcStatus') \
+  || { echo "setup.sh: .venv is set up but rclpy, lerobot or rtc_ros.msg does not import" >&2; exit 1; }
+log "done: .venv/bin/python has rclpy, torch ($torch), lerobot and rtc_ros"
