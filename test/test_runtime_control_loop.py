@@ -1,4 +1,5 @@
 import dataclasses
+import gc
 import multiprocessing
 import os
 import pathlib
@@ -58,10 +59,22 @@ def test_the_loop_keeps_its_rate_and_records_period_errors():
     assert report.period_error_p50_ms >= 0 and report.period_error_max_ms < 100
 
 
+def test_the_garbage_collector_stays_out_of_the_ticks_and_collects_at_safe_points():
+    collector_enabled = []
+    loop = ControlLoop(0.01, ChunkExecutor(), AtomicSlot(), AtomicSlot(), CommandFilter(LIMITS),
+                       print, on_tick=lambda result, command: collector_enabled.append(gc.isenabled()),
+                       safe_point_period_s=0.05)
+    loop.run(threading.Event(), duration_s=0.5)
+    assert collector_enabled and not any(collector_enabled)
+    assert loop.report().garbage_collections >= 5 and gc.isenabled()
+
+
 def test_report_survives_the_shared_memory_encoding():
     report = ControllerReport(ticks=5, commands_published=4, underruns=1, period_error_p50_ms=0.1,
-                              period_error_p99_ms=0.5, period_error_max_ms=0.7, underrun_active=True)
+                              period_error_p99_ms=0.5, period_error_max_ms=0.7, underrun_active=True,
+                              thread_priority=50, cpu_affinity_mask=0b101, memory_locked=True)
     assert ControllerReport.from_array(report.to_array()) == report
+    assert report.cpu_affinity == (0, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +134,11 @@ def test_control_process_executes_chunks_handed_over_through_shared_memory():
     first = np.array(received)[:, 0]
     # every tick's action is 0.01 * tick, across the swap as well: no skipped or repeated action
     assert len(first) >= 10 and np.allclose(np.diff(first[:H + 5]), 0.01)
-    assert process.report().swaps == 2
+    report = process.report()
+    assert report.swaps == 2
+    # The default real-time settings, as applied in the child (or refused there, and said so).
+    assert report.realtime_refused or (report.thread_priority == 50 and report.memory_locked)
+    assert report.garbage_collections >= 1 and len(process.period_errors_ms()) == report.ticks
 
 
 def test_control_loop_rejects_a_non_positive_period():

@@ -67,9 +67,12 @@ class ThreadControllerLink:
         self._executor_specs: AtomicSlot[ExecutorSpec] = AtomicSlot()
         self._filter = CommandFilter(params.joint_limits())
         commands = CommandPublisher(node, params)
+        # Priority and affinity for the loop's thread, but no mlockall: that would lock the
+        # whole inference process, torch's (and CUDA's) mappings included.
+        settings = dataclasses.replace(params.realtime_settings(), lock_memory=False)
         self._loop = ControlLoop(params.period_s, ChunkExecutor(params.executor_spec(), new_run_id()), self._chunks,
                                  self._states, self._filter, commands, robot_connected=commands.connected,
-                                 executor_specs=self._executor_specs)
+                                 executor_specs=self._executor_specs, realtime_settings=settings)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop.run, args=(self._stop,), name="rtc_control", daemon=True)
 
@@ -174,7 +177,7 @@ class ProcessControllerLink:
         self._process = ControlProcess(ControlProcessSpec(
             period_s=p.period_s, chunk_shape=(p.prediction_horizon, len(p.joint_names)), limits=p.joint_limits(),
             executor=self._executor, make_sink=self._sink_factory,
-            initial_positions=tuple(float(v) for v in initial_positions)))
+            initial_positions=tuple(float(v) for v in initial_positions), realtime=p.realtime_settings()))
         self._process.start()
 
     def controller_state(self) -> ControllerState | None:

@@ -36,7 +36,7 @@ from rtc_ros.runtime.observation import ObservationAssembler, ObservationError, 
 
 CONTROLLER_PARAMETERS = ("joint_names", "position_lower", "position_upper", "max_velocity", "control_rate_hz",
                          "command_format", "prediction_horizon", "min_execution_horizon", "method", "hardware_id",
-                         "max_clock_skew_s")
+                         "max_clock_skew_s", "thread_priority", "cpu_affinity", "lock_memory")
 
 
 class ControllerNode(Node):
@@ -53,7 +53,7 @@ class ControllerNode(Node):
         self.loop = ControlLoop(
             p.period_s, ChunkExecutor(p.executor_spec(), new_run_id()), self._chunks, self._states, self._filter,
             commands, on_tick=self._on_tick, robot_connected=commands.connected,
-            executor_specs=self._executor_specs)
+            executor_specs=self._executor_specs, realtime_settings=p.realtime_settings())
         self._joints = ObservationAssembler(ObservationSpec(p.joint_names, (), (3, 1, 1), max_age_s=1.0,
                                                             max_future_s=p.max_clock_skew_s))
         self.rejected_chunks = 0

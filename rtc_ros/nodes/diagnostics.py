@@ -89,6 +89,12 @@ class HealthMonitor:
             "period_error_p99_ms": _fmt(report.period_error_p99_ms),
             "period_error_max_ms": _fmt(report.period_error_max_ms),
             "period_ms": _fmt(self.period_s * 1e3),
+            "thread_priority": str(report.thread_priority),
+            "scheduler": "SCHED_FIFO" if report.thread_priority > 0 else "normal",
+            "cpu_affinity": ",".join(str(cpu) for cpu in report.cpu_affinity),
+            "memory_locked": str(report.memory_locked).lower(),
+            "realtime_refused": str(report.realtime_refused).lower(),
+            "garbage_collections_at_safe_points": str(report.garbage_collections),
         }
         new_underruns = report.underruns - self._last_underruns
         new_rejected_chunks = report.rejected_chunks - self._last_rejected_chunks
@@ -103,9 +109,10 @@ class HealthMonitor:
         if report.period_error_p99_ms > limit_ms:
             return Health(WARN, f"period error p99 {report.period_error_p99_ms:.2f} ms > {limit_ms:.1f} ms "
                                 "(25% of the period)", values)
+        refused = "; real-time settings refused (see the log)" if report.realtime_refused else ""
         if report.commands_published == 0:
-            return Health(OK, "waiting for the first chunk; nothing commanded", values)
-        return Health(OK, "commanding", values)
+            return Health(OK, f"waiting for the first chunk; nothing commanded{refused}", values)
+        return Health(OK, f"commanding{refused}", values)
 
     def observations(self, rejected: int, last_rejection: str, waiting: bool, waiting_reason: str) -> Health:
         values = {"rejected_observations": str(rejected), "last_rejection": last_rejection,
@@ -140,6 +147,8 @@ def status_message(stamp, inference: InferenceReport, controller: ControllerRepo
         commands_published=controller.commands_published, rejected_observations=rejected,
         controller_period_error_p50_ms=controller.period_error_p50_ms,
         controller_period_error_p99_ms=controller.period_error_p99_ms,
-        controller_period_error_max_ms=controller.period_error_max_ms, device=device, method=method)
+        controller_period_error_max_ms=controller.period_error_max_ms, device=device, method=method,
+        controller_thread_priority=controller.thread_priority, controller_cpu_affinity=list(controller.cpu_affinity),
+        controller_memory_locked=controller.memory_locked)
     message.header.stamp = stamp.to_msg()
     return message

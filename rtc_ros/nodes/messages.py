@@ -147,7 +147,8 @@ def message_to_controller_report(message: ControllerTick) -> ControllerReport:
     return ControllerReport(
         ticks=message.tick, commands_published=message.commands_published, swaps=message.swaps,
         underruns=message.underruns, period_error_p50_ms=message.period_error_p50_ms,
-        period_error_p99_ms=message.period_error_p99_ms, period_error_max_ms=message.period_error_max_ms)
+        period_error_p99_ms=message.period_error_p99_ms, period_error_max_ms=message.period_error_max_ms,
+        thread_priority=-1)
 
 
 __all__ = ["COMMAND_TYPES", "ObservationError", "array_to_image_message", "chunk_to_message",

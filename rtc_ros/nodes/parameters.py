@@ -22,6 +22,7 @@ from rclpy.parameter import Parameter
 from rtc_ros.core.config import ChunkingConfig, GuidanceMode, InferenceSettings, Method, parse_enum
 from rtc_ros.core.scheduler import ExecutorSpec
 from rtc_ros.runtime.command_filter import JointLimits
+from rtc_ros.runtime.realtime import RealtimeSettings
 
 
 class CommandFormat(enum.Enum):
@@ -74,6 +75,9 @@ class RtcParameters:
     max_clock_skew_s: float
     controller: ControllerPlacement
     hardware_id: str
+    thread_priority: int
+    cpu_affinity: tuple[int, ...]
+    lock_memory: bool
 
     def __post_init__(self) -> None:
         if not self.min_execution_horizon < self.prediction_horizon:
@@ -86,6 +90,7 @@ class RtcParameters:
         check_device(self.device)
         self.joint_limits()  # per-joint lengths and orderings
         self.chunking_config()  # n, beta
+        self.realtime_settings()
 
     @property
     def period_s(self) -> float:
@@ -104,6 +109,10 @@ class RtcParameters:
         """How the controller executes chunks of this method."""
         return self.chunking_config().executor_spec(self.min_execution_horizon)
 
+    def realtime_settings(self) -> RealtimeSettings:
+        """What the control loop asks the system for (see :mod:`rtc_ros.runtime.realtime`)."""
+        return RealtimeSettings(self.thread_priority, self.cpu_affinity, self.lock_memory)
+
     def joint_limits(self) -> JointLimits:
         max_step = tuple(v * self.period_s for v in self.max_velocity)
         return JointLimits(self.joint_names, self.position_lower, self.position_upper, max_step)
@@ -114,6 +123,7 @@ class RtcParameters:
         v = dict(values)
         for name in ("joint_names", "position_lower", "position_upper", "max_velocity", "camera_names"):
             v[name] = tuple(v[name])
+        v["cpu_affinity"] = tuple(v["cpu_affinity"] or ())  # None: declared without a value
         v["command_format"] = parse_enum(CommandFormat, v["command_format"], "command_format")
         v["controller"] = parse_enum(ControllerPlacement, v["controller"], "controller")
         v["guidance"] = parse_enum(GuidanceMode, v["guidance"], "guidance")
@@ -178,6 +188,16 @@ DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
         "Where the control loop runs: process (own process, shared memory), thread, or topic (separate node)",
         read_only=True)),
     "hardware_id": ("rtc_robot", _describe("hardware_id reported in /diagnostics", read_only=True)),
+    # The control loop's real-time settings, named and defaulted as ros2_control_node's.
+    "thread_priority": (50, _describe(
+        "SCHED_FIFO priority of the control loop's thread (1-99); 0: normal scheduling. Without the "
+        "permission (README: Real-time permissions) one warning is logged and the loop runs as before",
+        read_only=True, integer_range=(0, 99))),
+    "cpu_affinity": (Parameter.Type.INTEGER_ARRAY, _describe(
+        "CPUs the control loop's thread may run on, e.g. [1]; unset: any", read_only=True)),
+    "lock_memory": (True, _describe(
+        "Lock the controller process's memory (mlockall) so that no tick waits for a page fault; "
+        "not with controller: thread, whose process is the inference node's", read_only=True)),
 }
 
 
@@ -207,7 +227,7 @@ def declare(node: Node, names: tuple[str, ...] | None = None) -> RtcParameters:
         if names is None or name in names:
             values[name] = node.declare_parameter(name, default, descriptor).value
         else:
-            values[name] = default
+            values[name] = None if isinstance(default, Parameter.Type) else default
     node.add_pre_set_parameters_callback(widen_integers)
     return RtcParameters.from_values(values)
 

@@ -17,6 +17,11 @@ shared memory, which the dead parent can no longer do.
 The loop sends nothing until the robot's command subscription is connected (when the sink can
 tell): commands published before it matched would be lost, and the robot's first command
 would then be several rate-limited steps away from where it stands.
+
+While it runs, the loop's thread has the real-time settings it was given
+(:mod:`rtc_ros.runtime.realtime`: SCHED_FIFO priority, CPU affinity, locked memory; refusals
+are logged once and the loop runs without them), and the garbage collector is kept out of the
+ticks: frozen and disabled, it collects at safe points, right after a tick has sent its command.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import sys
 import threading
 import time
 import uuid
+from multiprocessing import shared_memory
 from typing import Callable, Protocol
 
 import numpy as np
@@ -39,6 +45,7 @@ from rtc_ros.core.handover import (
 )
 from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, ExecutorSpec, TickResult, new_run_id
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
+from rtc_ros.runtime.realtime import GarbageCollectorGuard, RealtimeSettings, RealtimeStatus, realtime
 from rtc_ros.runtime.stats import RollingStats
 
 
@@ -51,6 +58,9 @@ class Slot(Protocol):
 
 
 CommandSink = Callable[[np.ndarray], None]
+
+
+_MAX_CPU_IN_MASK = 52
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +80,22 @@ class ControllerReport:
     period_error_p99_ms: float = float("nan")
     period_error_max_ms: float = float("nan")
     underrun_active: bool = False
+    thread_priority: int = 0
+    """SCHED_FIFO priority the loop's thread got; 0: normal scheduling; -1: unknown (a separate
+    controller node, which reports its own)."""
+    cpu_affinity_mask: int = 0
+    """Bit i set: the loop's thread may run on CPU i (CPUs 0-52, exact in shared memory's float64;
+    0 before the loop started)."""
+    memory_locked: bool = False
+    realtime_refused: bool = False
+    """A real-time setting asked for was refused (the log says which, and how to allow it)."""
+    garbage_collections: int = 0
+    """Collections the loop ran at its safe points (automatic collection is off while it runs)."""
+
+    @property
+    def cpu_affinity(self) -> tuple[int, ...]:
+        """The CPUs in :attr:`cpu_affinity_mask`."""
+        return tuple(cpu for cpu in range(_MAX_CPU_IN_MASK + 1) if self.cpu_affinity_mask >> cpu & 1)
 
     def to_array(self) -> np.ndarray:
         return np.array(dataclasses.astuple(self), dtype=np.float64)
@@ -96,11 +122,18 @@ class ControlLoop:
         on_tick: Callable[[TickResult, np.ndarray | None], None] | None = None,
         robot_connected: Callable[[], bool] | None = None,
         executor_specs: Slot | None = None,
+        realtime_settings: RealtimeSettings = RealtimeSettings.off(),
+        on_safe_point: Callable[[], None] | None = None,
+        safe_point_period_s: float = 0.2,
+        period_errors_ms: RollingStats | None = None,
     ) -> None:
         """``robot_connected``: True once the robot's command subscription has matched the sink's
         publisher; the loop waits for it before its first tick. ``executor_specs``: where a new
         :class:`ExecutorSpec` arrives while running (a new s_min for the synchronous baseline's
-        pause); the executor takes it at the next tick."""
+        pause); the executor takes it at the next tick. ``on_safe_point`` runs every
+        ``safe_point_period_s`` right after a tick has sent its command, after the garbage
+        collection (e.g. to publish :meth:`report`); ``period_errors_ms`` keeps the period errors
+        elsewhere (shared memory)."""
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
         self.period_s = period_s
@@ -111,7 +144,12 @@ class ControlLoop:
         self._on_tick = on_tick
         self._robot_connected = robot_connected
         self._executor_specs = executor_specs
-        self.period_errors_ms = RollingStats()
+        self.realtime_settings = realtime_settings
+        self.realtime_status = RealtimeStatus()
+        self._on_safe_point = on_safe_point
+        self._safe_point_period_s = safe_point_period_s
+        self._garbage = GarbageCollectorGuard()
+        self.period_errors_ms = RollingStats() if period_errors_ms is None else period_errors_ms
         self.ticks = 0
         self.commands_published = 0
         self.overruns = 0
@@ -137,13 +175,29 @@ class ControlLoop:
         return result
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> None:
-        """Tick at absolute deadlines until ``stop`` is set (or ``duration_s`` elapsed)."""
+        """Tick at absolute deadlines until ``stop`` is set (or ``duration_s`` elapsed).
+
+        The calling thread has the real-time settings for that time, and the garbage collector
+        runs only at safe points; both are undone on return.
+        """
         if self._robot_connected is not None:
             while not self._robot_connected():
                 if stop.wait(0.01):
                     return
+        with realtime(self.realtime_settings) as status:
+            self.realtime_status = status
+            if status.warning:
+                _LOG.warning(status.warning)
+            self._garbage.start()
+            try:
+                self._tick_until(stop, duration_s)
+            finally:
+                self._garbage.stop()
+
+    def _tick_until(self, stop: threading.Event, duration_s: float | None) -> None:
         start = time.monotonic()
         deadline = start
+        next_safe_point = start + self._safe_point_period_s
         while not stop.is_set():
             now = time.monotonic()
             if duration_s is not None and now - start >= duration_s:
@@ -154,6 +208,11 @@ class ControlLoop:
             self.period_errors_ms.add((now - deadline) * 1e3)
             try:
                 self.step()
+                if now >= next_safe_point:  # the command is out; the next deadline is a period away
+                    next_safe_point = now + self._safe_point_period_s
+                    self._garbage.collect()
+                    if self._on_safe_point is not None:
+                        self._on_safe_point()
             except Exception:  # noqa: BLE001 - a failing sink must not stop the robot's loop for good
                 self.errors += 1
                 if self.errors == 1 or self.errors % 500 == 0:
@@ -177,6 +236,11 @@ class ControlLoop:
             period_error_p99_ms=self.period_errors_ms.percentile(99),
             period_error_max_ms=self.period_errors_ms.max(),
             underrun_active=self._underrun_active,
+            thread_priority=self.realtime_status.thread_priority,
+            cpu_affinity_mask=sum(1 << cpu for cpu in self.realtime_status.cpu_affinity if cpu <= _MAX_CPU_IN_MASK),
+            memory_locked=self.realtime_status.memory_locked,
+            realtime_refused=bool(self.realtime_status.refused),
+            garbage_collections=self._garbage.collections,
         )
 
 
@@ -202,6 +266,8 @@ class ControlProcessSpec:
     if it has one, gates the first tick (see :class:`ControlLoop`)."""
     initial_positions: tuple[float, ...] | None = None
     report_period_s: float = 0.2
+    realtime: RealtimeSettings = RealtimeSettings()
+    """Applied to the control process (it runs nothing else, so its memory is locked too)."""
 
 
 class ControlProcess:
@@ -213,12 +279,16 @@ class ControlProcess:
 
     def __init__(self, spec: ControlProcessSpec) -> None:
         prefix = f"rtc_{uuid.uuid4().hex[:10]}"
-        self._names = (f"{prefix}_c", f"{prefix}_s", f"{prefix}_r", f"{prefix}_e")
+        self._names = (f"{prefix}_c", f"{prefix}_s", f"{prefix}_r", f"{prefix}_e", f"{prefix}_p")
         self._chunks = shared_chunk_slot(self._names[0], spec.chunk_shape, create=True)
         self._states = shared_state_slot(self._names[1], create=True)
         self._reports = shared_report_slot(self._names[2], create=True)
         self._executor_specs = shared_executor_spec_slot(self._names[3], create=True)
         self._executor_specs.publish(spec.executor)
+        self._period_errors_memory = shared_memory.SharedMemory(
+            self._names[4], create=True, size=8 * (_PERIOD_ERROR_WINDOW + 1))
+        self._period_errors: RollingStats | None = _shared_period_errors(self._period_errors_memory)
+        self._final_period_errors = np.empty(0)
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
         self._process = context.Process(target=_control_process_main,
@@ -258,12 +328,18 @@ class ControlProcess:
             return self._final_report
         return self._reports.latest() or ControllerReport()
 
+    def period_errors_ms(self) -> np.ndarray:
+        """The loop's recent period errors (ms), oldest first, read from its shared memory."""
+        if self._period_errors is None:
+            return self._final_period_errors
+        return self._period_errors.values()
+
     def is_alive(self) -> bool:
         return self._process.is_alive()
 
     @property
     def shared_memory_names(self) -> tuple[str, ...]:
-        """The segments in /dev/shm: chunks, state, reports, executor spec."""
+        """The segments in /dev/shm: chunks, state, reports, executor spec, period errors."""
         return self._names
 
     @property
@@ -284,8 +360,12 @@ class ControlProcess:
                 self._process.kill()
                 self._process.join()
         self._final_report = self.report()
+        self._final_period_errors = self._period_errors.values()
+        self._period_errors = None  # its arrays are views of the memory: released before closing it
         for slot in (self._chunks, self._states, self._reports, self._executor_specs):
             slot.close()
+        self._period_errors_memory.close()
+        self._period_errors_memory.unlink()
         return self._process.exitcode
 
 
@@ -322,6 +402,13 @@ class _StopOrOrphaned:
         return self.is_set()
 
 
+_PERIOD_ERROR_WINDOW = 3000
+
+
+def _shared_period_errors(memory: shared_memory.SharedMemory) -> RollingStats:
+    return RollingStats(_PERIOD_ERROR_WINDOW, np.ndarray((_PERIOD_ERROR_WINDOW + 1,), np.float64, memory.buf))
+
+
 def _control_process_main(spec: ControlProcessSpec, names: tuple[str, ...], stop_event, parent_pid: int
                           ) -> None:
     # Ctrl-C reaches the whole process group; the parent decides when the loop stops.
@@ -335,23 +422,18 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, ...], stop
     executor_specs = shared_executor_spec_slot(names[3])
     command_filter = CommandFilter(spec.limits)
     command_filter.reset(None if spec.initial_positions is None else np.asarray(spec.initial_positions))
+    period_errors_memory = shared_memory.SharedMemory(names[4])
     sink = spec.make_sink()
-    loop = ControlLoop(spec.period_s, ChunkExecutor(spec.executor, new_run_id()), chunks, states,
-                       command_filter, sink, robot_connected=getattr(sink, "connected", None),
-                       executor_specs=executor_specs)
-    reporter_stop = threading.Event()
-
-    def publish_reports() -> None:
-        while not reporter_stop.wait(spec.report_period_s):
-            reports.publish(loop.report())
-
-    reporter = threading.Thread(target=publish_reports, daemon=True)
-    reporter.start()
+    # Reports are published by the loop itself at its safe points: a reporter thread would
+    # compete with the ticks for the GIL, without the loop's priority.
+    loop = ControlLoop(spec.period_s, ChunkExecutor(spec.executor, new_run_id()), chunks, states, command_filter,
+                       sink, robot_connected=getattr(sink, "connected", None), executor_specs=executor_specs,
+                       realtime_settings=spec.realtime, on_safe_point=lambda: reports.publish(loop.report()),
+                       safe_point_period_s=spec.report_period_s,
+                       period_errors_ms=_shared_period_errors(period_errors_memory))
     try:
         loop.run(stop)
     finally:
-        reporter_stop.set()
-        reporter.join()
         reports.publish(loop.report())
         if hasattr(sink, "close"):
             sink.close()
@@ -361,3 +443,7 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, ...], stop
         for slot in (chunks, states, reports, executor_specs):
             # An orphan removes the shared memory its dead parent created and can no longer remove.
             slot.close(unlink=stop.orphaned)
+        loop.period_errors_ms = None  # its arrays are views of the memory: released before closing it
+        period_errors_memory.close()
+        if stop.orphaned:
+            period_errors_memory.unlink()
