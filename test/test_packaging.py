@@ -35,6 +35,8 @@ def test_messages_have_the_specified_fields_and_types():
             'commands_published': 'uint64', 'rejected_observations': 'uint64',
             'controller_period_error_p50_ms': 'float', 'controller_period_error_p99_ms': 'float',
             'controller_period_error_max_ms': 'float', 'device': 'string', 'method': 'string',
+            'controller_thread_priority': 'int32', 'controller_cpu_affinity': 'sequence<uint16>',
+            'controller_memory_locked': 'boolean',
         },
     }
     for msg_type, fields in expected.items():

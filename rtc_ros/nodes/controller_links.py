@@ -22,7 +22,7 @@ from rtc_ros.core.handover import AtomicSlot
 from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, ExecutorSpec, new_run_id
 from rtc_ros.msg import ActionChunk, ControllerTick
 from rtc_ros.nodes.messages import (
-    COMMAND_TYPES, chunk_to_message, command_message, message_to_controller_report, message_to_controller_state,
+    COMMAND_TYPES, CommandMessage, chunk_to_message, message_to_controller_report, message_to_controller_state,
 )
 from rtc_ros.nodes.parameters import CommandFormat, RtcParameters
 from rtc_ros.runtime.command_filter import CommandFilter
@@ -40,17 +40,17 @@ CONTROLLER_TICK_TIMEOUT_S = 0.5
 
 
 class CommandPublisher:
-    """Publishes one command per tick in the configured format (thread-safe, as rcl_publish is)."""
+    """Publishes one command per tick in the configured format, from the control loop's thread
+    (it refills one preallocated message)."""
 
     def __init__(self, node: Node, params: RtcParameters) -> None:
         self._node = node
-        self._format, self._names, self._period_s = params.command_format, params.joint_names, params.period_s
+        self._message = CommandMessage(params.command_format, params.joint_names, params.period_s)
         self._publisher = node.create_publisher(COMMAND_TYPES[params.command_format], "commands", COMMAND_QOS,
                                                 qos_overriding_options=QOS_OVERRIDES)
 
     def __call__(self, positions: np.ndarray) -> None:
-        self._publisher.publish(command_message(self._format, self._names, positions,
-                                                self._node.get_clock().now(), self._period_s))
+        self._publisher.publish(self._message.fill(positions, self._node.get_clock().now()))
 
     def connected(self) -> bool:
         return self._publisher.get_subscription_count() > 0
@@ -125,14 +125,12 @@ class _ProcessCommandSink:
         rclpy.init(args=["rtc_control", "--ros-args", *factory.ros_args], context=self._context,
                    domain_id=factory.domain_id)
         self._node = Node(factory.node_name, namespace=factory.namespace, context=self._context)
-        self._factory = factory
+        self._message = CommandMessage(factory.command_format, factory.joint_names, factory.period_s)
         self._publisher = self._node.create_publisher(COMMAND_TYPES[factory.command_format], "commands", COMMAND_QOS,
                                                       qos_overriding_options=QOS_OVERRIDES)
 
     def __call__(self, positions: np.ndarray) -> None:
-        f = self._factory
-        self._publisher.publish(command_message(f.command_format, f.joint_names, positions,
-                                                self._node.get_clock().now(), f.period_s))
+        self._publisher.publish(self._message.fill(positions, self._node.get_clock().now()))
 
     def connected(self) -> bool:
         return self._publisher.get_subscription_count() > 0

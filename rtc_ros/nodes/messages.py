@@ -29,23 +29,36 @@ COMMAND_TYPES = {
 }
 
 
-def command_message(command_format: CommandFormat, joint_names: Sequence[str], positions: np.ndarray,
-                    stamp: Time, period_s: float):
-    """The command for one tick in the format the robot's controller expects."""
-    values = [float(v) for v in positions]
-    if command_format is CommandFormat.FLOAT64_MULTI_ARRAY:
-        return Float64MultiArray(data=values)
-    if command_format is CommandFormat.JOINT_STATE:
-        message = JointState(name=list(joint_names), position=values)
-        message.header.stamp = stamp.to_msg()
-        return message
-    # joint_trajectory_controller interpolates from the current state to this point, due one tick ahead.
-    seconds, fraction = divmod(period_s, 1.0)
-    point = JointTrajectoryPoint(positions=values,
-                                 time_from_start=Duration(sec=int(seconds), nanosec=int(fraction * 1e9)))
-    message = JointTrajectory(joint_names=list(joint_names), points=[point])
-    message.header.stamp = stamp.to_msg()
-    return message
+class CommandMessage:
+    """The command message in the format the robot's controller expects, built once and refilled
+    every tick: the positions go into the message's own float64 array, the stamp into its
+    header, so that the control loop builds no message, list or float per tick."""
+
+    def __init__(self, command_format: CommandFormat, joint_names: Sequence[str], period_s: float) -> None:
+        zeros = [0.0] * len(joint_names)
+        if command_format is CommandFormat.FLOAT64_MULTI_ARRAY:
+            self.message = Float64MultiArray(data=zeros)
+            positions = self.message.data
+        elif command_format is CommandFormat.JOINT_STATE:
+            self.message = JointState(name=list(joint_names), position=zeros)
+            positions = self.message.position
+        else:
+            # joint_trajectory_controller interpolates from the current state to this point, due one tick ahead.
+            seconds, fraction = divmod(period_s, 1.0)
+            point = JointTrajectoryPoint(positions=zeros,
+                                         time_from_start=Duration(sec=int(seconds), nanosec=int(fraction * 1e9)))
+            self.message = JointTrajectory(joint_names=list(joint_names), points=[point])
+            positions = point.positions
+        # The message keeps float64 arrays in an array.array: written in place through this view.
+        self._positions = np.frombuffer(positions, dtype=np.float64)
+        self._stamp = None if command_format is CommandFormat.FLOAT64_MULTI_ARRAY else self.message.header.stamp
+
+    def fill(self, positions: np.ndarray, stamp: Time):
+        """The message, now carrying ``positions`` and ``stamp``."""
+        self._positions[:] = positions
+        if self._stamp is not None:
+            self._stamp.sec, self._stamp.nanosec = divmod(stamp.nanoseconds, 1_000_000_000)
+        return self.message
 
 
 def command_positions(command_format: CommandFormat, joint_names: Sequence[str], message) -> np.ndarray:
@@ -152,5 +165,5 @@ def message_to_controller_report(message: ControllerTick) -> ControllerReport:
 
 
 __all__ = ["COMMAND_TYPES", "ObservationError", "array_to_image_message", "chunk_to_message",
-           "command_message", "command_positions", "controller_tick_message", "image_message_to_array",
+           "CommandMessage", "command_positions", "controller_tick_message", "image_message_to_array",
            "message_to_chunk", "message_to_controller_report", "message_to_controller_state"]
