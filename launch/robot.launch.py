@@ -1,7 +1,8 @@
 """Real-Time Chunking on a robot: the composed rtc_node (inference + 50 Hz controller).
 
     ros2 launch rtc_ros robot.launch.py config:=/path/robot.yaml namespace:=left \
-        device:=cuda policy:=/path/policy.pt commands_topic:=/left_arm_controller/joint_trajectory
+        device:=cuda policy:=/path/to/pretrained_model task:="fold the towel" \
+        commands_topic:=/left_arm_controller/joint_trajectory
 
 With split:=true the controller runs as its own node (controller_node) and chunks travel on
 the ``chunks`` topic, e.g. inference on a GPU server and the controller on the robot's computer.
@@ -24,7 +25,11 @@ def generate_launch_description():
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of every node and topic"),
         DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda or cuda:N"),
         DeclareLaunchArgument("policy", default_value="",
-                              description="Policy checkpoint path; empty for the shipped bimanual demo policy"),
+                              description="LeRobot save_pretrained folder (smolvla, pi0, pi05), .pt checkpoint or "
+                                          "name (builtin-pi0); empty for the shipped bimanual demo policy"),
+        DeclareLaunchArgument("policy_type", default_value="",
+                              description="Overrides the policy kind detected from the path"),
+        DeclareLaunchArgument("task", default_value="", description="Language instruction for VLA policies"),
         DeclareLaunchArgument("joint_states_topic", default_value="joint_states",
                               description="Where the robot publishes sensor_msgs/JointState"),
         DeclareLaunchArgument("camera_name", default_value="top",
@@ -37,7 +42,7 @@ def generate_launch_description():
                               description="true: separate inference and controller nodes over topics"),
     ]
     split = LaunchConfiguration("split")
-    overrides = {"device": LaunchConfiguration("device"), "policy": LaunchConfiguration("policy")}
+    overrides = {name: LaunchConfiguration(name) for name in ("device", "policy", "policy_type", "task")}
     remappings = [
         ("joint_states", LaunchConfiguration("joint_states_topic")),
         ([LaunchConfiguration("camera_name"), "/image_raw"], LaunchConfiguration("camera_topic")),

@@ -1,6 +1,6 @@
 """The simulated bimanual robot with Real-Time Chunking on it.
 
-    ros2 launch rtc_ros sim_demo.launch.py [policy:=PATH] [device:=cpu] [controller:=process|thread] \
+    ros2 launch rtc_ros sim_demo.launch.py [policy:=PATH] [task:=TEXT] [device:=cpu] [controller:=process|thread] \
         [split:=false] [namespace:=NAME]
 
 Starts bimanual_sim (joint_states, top/image_raw, commands) and includes robot.launch.py.
@@ -19,10 +19,14 @@ from launch_ros.actions import Node, SetParameter
 def generate_launch_description():
     share = get_package_share_directory("rtc_ros")
     config = os.path.join(share, "config", "bimanual.yaml")
-    forwarded = ("device", "policy", "split", "namespace")
+    forwarded = ("device", "policy", "policy_type", "task", "split", "namespace")
     return LaunchDescription([
         DeclareLaunchArgument("policy", default_value="",
-                              description="Policy checkpoint path; empty for the shipped bimanual demo policy"),
+                              description="LeRobot save_pretrained folder (smolvla, pi0, pi05), .pt checkpoint or "
+                                          "name (builtin-pi0); empty for the shipped bimanual demo policy"),
+        DeclareLaunchArgument("policy_type", default_value="",
+                              description="Overrides the policy kind detected from the path"),
+        DeclareLaunchArgument("task", default_value="", description="Language instruction for VLA policies"),
         DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda or cuda:N"),
         DeclareLaunchArgument("controller", default_value="process", choices=["process", "thread"],
                               description="Where the composed node's control loop runs (ignored with split:=true)"),

@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where rtc_node runs its control loop")
     parser.add_argument("--guidance", choices=("vjp", "stop_gradient"), default="vjp")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--policy", default="", help="checkpoint; empty for the shipped demo policy")
+    parser.add_argument("--policy", default="", help="LeRobot save_pretrained folder, .pt checkpoint or name "
+                                                     "(builtin-pi0); empty for the shipped demo policy")
+    parser.add_argument("--task", default="", help="language instruction for VLA policies")
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
 
@@ -170,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                                        args.output / "sim_node.log", env),
         "rtc_node": start_node_process("rtc_ros.nodes.rtc_node", [
             "--params-file", config, "-p", f"controller:={args.controller}", "-p", f"guidance:={args.guidance}",
-            "-p", f"device:={args.device}"] + (["-p", f"policy:={args.policy}"] if args.policy else []),
+            "-p", f"device:={args.device}"] + (["-p", f"policy:={args.policy}"] if args.policy else [])
+            + (["-p", f"task:={args.task}"] if args.task else []),
             args.output / "rtc_node.log", env),
     }
     context = rclpy.Context()

@@ -1,4 +1,4 @@
-"""LeRobot's flow VLAs through the FlowPolicy protocol (skipped where lerobot is not installed).
+"""LeRobot's flow VLAs through the FlowPolicy protocol (scripts/setup.sh installs lerobot).
 
 SmolVLA runs at a tiny size with random weights. pi0 and pi0.5 need openpi's patched
 transformers and a few minutes on a CPU: they run only with RTC_LEROBOT_PI_TESTS=1.
@@ -13,8 +13,8 @@ from rtc_ros.core.compiled import CompiledGuidedSampler
 from rtc_ros.core.guidance import GuidanceMode, guided_sample, pad_to_horizon
 from rtc_ros.core.masks import prefix_weights
 from rtc_ros.core.policy import FlowPolicy, TimeConvention, paper_velocity
-from rtc_ros.policies import lerobot_adapter
-from rtc_ros.policies.lerobot_adapter import LeRobotUnavailable, build_lerobot_policy, lerobot_available
+from rtc_ros.policies.lerobot import model as lerobot_adapter
+from rtc_ros.policies.lerobot.model import LeRobotUnavailable, build_lerobot_policy, lerobot_available
 
 SMOLVLA_MISSING = lerobot_available("smolvla")
 needs_smolvla = pytest.mark.skipif(SMOLVLA_MISSING is not None, reason=str(SMOLVLA_MISSING))

@@ -6,17 +6,22 @@
 # LeRobot models; without it only the built-in ones run.
 #
 # Settings (environment): CHUNKS measured chunks per mode (200); MODELS, in the order run
-# (builtin-pi0 lerobot-smolvla builtin-pi0-eager; the last is the
-# built-in model without CUDA graphs); DEVICE (cuda); BENCH_ARGS added to every run (e.g.
-# "--size tiny" for a rehearsal on a CPU); DEADLINE in seconds after which no new model starts.
+# (builtin-pi0 lerobot-smolvla smolvla-folder builtin-pi0-eager: smolvla-folder is a SmolVLA
+# folder in LeRobot's saved format, written by rtc_ros.policies.make_checkpoint and loaded
+# through the policy registry with its preprocessor, as rtc_node loads one; builtin-pi0-eager is
+# the built-in model without CUDA graphs); DEVICE (cuda); BENCH_ARGS added to every run (e.g.
+# "--size tiny" for a rehearsal on a CPU, which also makes the folder tiny); DEADLINE in seconds
+# after which no new model starts.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/../.."
 out=${OUT:-$PWD/gpu_out}
 chunks=${CHUNKS:-200}
 device=${DEVICE:-cuda}
-models=${MODELS:-builtin-pi0 lerobot-smolvla builtin-pi0-eager}
-deadline=${DEADLINE:-330}
+models=${MODELS:-builtin-pi0 lerobot-smolvla smolvla-folder builtin-pi0-eager}
+deadline=${DEADLINE:-400}
+folder_size=full
+case " ${BENCH_ARGS:-} " in *" --size tiny "*) folder_size=tiny ;; esac
 bundle=build/gpu_bundle
 mkdir -p "$out"
 exec > >(tee "$out/run.log") 2>&1
@@ -42,6 +47,7 @@ site() {  # site KIND: the PYTHONPATH for one model, installing the bundle's par
   case $1 in
     builtin) echo "" ;;
     smolvla)
+      [ -d "$bundle/common" ] || { echo ""; return; }  # no bundle: the venv's own lerobot (setup.sh)
       [ -d /tmp/site_common ] || install /tmp/site_common "$bundle"/common/*.whl >&2
       [ -d /tmp/site_smolvla ] || install /tmp/site_smolvla "$bundle"/smolvla/*.whl >&2
       echo "/tmp/site_smolvla:/tmp/site_common:$PWD/$bundle/stubs" ;;
@@ -53,8 +59,16 @@ for name in $models; do
   case $name in
     builtin-pi0-eager) args=(--model builtin-pi0 --no-cuda-graph --chunks $(( (chunks + 1) / 2 ))) ;;
     lerobot-smolvla) kind=smolvla ;;
+    smolvla-folder) kind=smolvla; args=(--policy /tmp/smolvla_folder --chunks "$chunks") ;;
   esac
-  if [ $kind = smolvla ] && [ ! -d "$bundle/common" ]; then elapsed "skip $name: no $bundle"; continue; fi
+  if [ $kind = smolvla ] && [ ! -d "$bundle/common" ] && ! .venv/bin/python -c 'import lerobot' 2> /dev/null; then
+    elapsed "skip $name: no $bundle and no lerobot"; continue
+  fi
+  if [ "$name" = smolvla-folder ]; then
+    elapsed "make_checkpoint --kind smolvla --size $folder_size (random weights)"
+    PYTHONPATH=$(site $kind) timeout 150 .venv/bin/python -m rtc_ros.policies.make_checkpoint --kind smolvla \
+      --size "$folder_size" --output /tmp/smolvla_folder || { elapsed "make_checkpoint FAILED ($?)"; continue; }
+  fi
   elapsed "bench $name"
   PYTHONPATH=$(site $kind) timeout 180 .venv/bin/python -m rtc_ros.bench.latency --device "$device" \
     --output "$out/$name" "${args[@]}" ${BENCH_ARGS:-} || elapsed "bench $name FAILED ($?)"

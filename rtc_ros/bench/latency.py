@@ -13,9 +13,12 @@ It also times the controller-side handover read (``AtomicSlot.latest`` and
 
 Models: ``reference`` (rtc_ros.policies.reference, untrained), ``builtin-pi0`` (the built-in
 pi0-shaped expert, rtc_ros.policies.action_expert), and ``lerobot-pi0``, ``lerobot-pi05``,
-``lerobot-smolvla`` (rtc_ros.policies.lerobot_adapter; needs lerobot), all with random
-weights unless ``--checkpoint`` names some. ``--size tiny`` builds builtin-pi0 and
-lerobot-smolvla at a size for a CPU. Needs numpy and torch only: no rclpy.
+``lerobot-smolvla`` (rtc_ros.policies.lerobot.model; needs lerobot), all with random weights
+and fed the model's own inputs. ``--size tiny`` builds builtin-pi0 and lerobot-smolvla at a
+size for a CPU. ``--policy PATH_OR_NAME`` instead loads what the nodes would load through
+rtc_ros.policies.registry (a LeRobot folder with its preprocessor, a .pt file, a name) and
+feeds it robot observations, so the prefix time includes the preprocessor. Needs numpy and
+torch only: no rclpy.
 """
 from __future__ import annotations
 
@@ -70,7 +73,9 @@ class LatencyConfig:
     sampler: str = "compiled"
     """``compiled``: CompiledGuidedSampler (CUDA graphs on CUDA); ``core``: guided_sample, eager."""
     cuda_graph: bool = True
-    checkpoint: str | None = None
+    policy: str | None = None
+    """A registry spec (path or name); replaces ``model``."""
+    policy_type: str = ""
     handover_reads: int = 20_000
     threads: int | None = None
     """torch's intra-op CPU threads; None: 1 on CPU (batch-1 chunks gain nothing from more, and
@@ -121,14 +126,13 @@ def build_policy(config: LatencyConfig) -> BuiltPolicy:
     device, dtype = torch.device(config.device), config.torch_dtype
     generator = torch.Generator().manual_seed(config.seed)
     horizon, action_dim = config.prediction_horizon, config.action_dim
+    if config.policy is not None:
+        return _load_through_registry(config, dtype, generator)
     if config.model == "reference":
         from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig
-        if config.checkpoint:
-            policy = ReferenceFlowPolicy.load(config.checkpoint, device=device)
-        else:
-            torch.manual_seed(config.seed)
-            policy = ReferenceFlowPolicy(ReferencePolicyConfig(horizon, action_dim, state_dim=action_dim))
-            policy = policy.to(device).eval().requires_grad_(False)
+        torch.manual_seed(config.seed)
+        policy = ReferenceFlowPolicy(ReferencePolicyConfig(horizon, action_dim, state_dim=action_dim))
+        policy = policy.to(device).eval().requires_grad_(False)
         policy = policy.to(dtype)
         observation = {"state": torch.randn((config.batch_size, policy.config.state_dim), generator=generator)
                        .to(device=device, dtype=dtype)}
@@ -136,24 +140,38 @@ def build_policy(config: LatencyConfig) -> BuiltPolicy:
         return BuiltPolicy(policy, observation, {"parameters": parameters})
     if config.model == "builtin-pi0":
         from rtc_ros.policies.action_expert import ActionExpertPolicy, pi0_config, tiny_config
-        if config.checkpoint:
-            policy = ActionExpertPolicy.load(config.checkpoint, device=device, dtype=dtype)
-        else:
-            make = tiny_config if config.size == "tiny" else pi0_config
-            policy = ActionExpertPolicy(make(action_dim, horizon), device=device, dtype=dtype,
-                                        seed=config.seed)
+        make = tiny_config if config.size == "tiny" else pi0_config
+        policy = ActionExpertPolicy(make(action_dim, horizon), device=device, dtype=dtype, seed=config.seed)
         return BuiltPolicy(policy, policy.example_observation(config.batch_size, generator),
                            {"parameters": policy.parameter_counts(),
                             "prefix_tokens": policy.config.prefix_tokens})
-    from rtc_ros.policies.lerobot_adapter import build_lerobot_policy
+    from rtc_ros.policies.lerobot.model import build_lerobot_policy
     policy = build_lerobot_policy(config.model.removeprefix("lerobot-"), device=device, dtype=dtype,
-                                  prediction_horizon=horizon, action_dim=action_dim,
-                                  checkpoint=config.checkpoint, tiny=config.size == "tiny")
+                                  prediction_horizon=horizon, action_dim=action_dim, tiny=config.size == "tiny")
     observation = policy.example_observation(config.batch_size, generator)
     with torch.no_grad():
         prefix_tokens = policy.prefix_tokens(policy.encode(observation))
     return BuiltPolicy(policy, observation, {"parameters": policy.parameter_counts(),
                                              "prefix_tokens": prefix_tokens, **policy.versions()})
+
+
+def _load_through_registry(config: LatencyConfig, dtype: torch.dtype, generator: torch.Generator) -> BuiltPolicy:
+    from rtc_ros.policies.registry import example_observation, load_policy
+    loaded = load_policy(config.policy, config.device, config.policy_type, dtype=dtype)
+    observation = example_observation(loaded, config.batch_size, generator=generator)
+    model = getattr(loaded.policy, "flow", loaded.policy)
+    description: dict[str, Any] = {"policy": loaded.label, "kind": loaded.kind.value,
+                                   "parameters": {"total": sum(p.numel() for p in _parameters(model))}}
+    if hasattr(model, "parameter_counts"):
+        description["parameters"] = model.parameter_counts()
+    if hasattr(model, "versions"):
+        description.update(model.versions())
+    return BuiltPolicy(loaded.policy, observation, description)
+
+
+def _parameters(model) -> list[torch.Tensor]:
+    module = model if isinstance(model, torch.nn.Module) else getattr(model, "model", None)
+    return list(module.parameters()) if isinstance(module, torch.nn.Module) else []
 
 
 class _Stamps:
@@ -313,7 +331,7 @@ def run(config: LatencyConfig, command: str = "", log: Callable[[str], None] = p
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads or threads)
     try:
-        log(f"building {config.model} on {config.device} ({config.torch_dtype})")
+        log(f"building {config.policy or config.model} on {config.device} ({config.torch_dtype})")
         started = time.perf_counter()
         built = build_policy(config)
         log(f"  built in {time.perf_counter() - started:.1f} s; parameters {built.description['parameters']}")
@@ -334,7 +352,7 @@ def run(config: LatencyConfig, command: str = "", log: Callable[[str], None] = p
         "command": command,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "environment": info,
-        "model": {"name": config.model, "prediction_horizon": built.policy.prediction_horizon,
+        "model": {"name": config.policy or config.model, "prediction_horizon": built.policy.prediction_horizon,
                   "action_dim": built.policy.action_dim, **built.description},
         "settings": settings,
         "modes": modes,
@@ -387,7 +405,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[LatencyConfig, pathli
     parser.add_argument("--inference-delay", type=int, default=defaults.inference_delay, help="d")
     parser.add_argument("--sampler", choices=["compiled", "core"], default=defaults.sampler)
     parser.add_argument("--no-cuda-graph", action="store_true", help="compiled sampler without CUDA graphs")
-    parser.add_argument("--checkpoint", help="weights to load instead of random ones")
+    parser.add_argument("--policy", help="path or name loaded through the policy registry, as the nodes "
+                                         "do (replaces --model)")
+    parser.add_argument("--policy-type", default="", help="overrides the kind the registry detects")
     parser.add_argument("--handover-reads", type=int, default=defaults.handover_reads)
     parser.add_argument("--threads", type=int,
                         help="torch CPU threads (default: 1 on CPU, torch's default with CUDA)")
@@ -400,7 +420,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[LatencyConfig, pathli
             batch_size=args.batch_size, num_steps=args.num_steps, beta=args.beta,
             prediction_horizon=args.prediction_horizon, action_dim=args.action_dim,
             execution_horizon=args.execution_horizon, inference_delay=args.inference_delay,
-            sampler=args.sampler, cuda_graph=not args.no_cuda_graph, checkpoint=args.checkpoint,
+            sampler=args.sampler, cuda_graph=not args.no_cuda_graph, policy=args.policy, policy_type=args.policy_type,
             handover_reads=args.handover_reads, threads=args.threads, seed=args.seed)
     except ValueError as error:
         parser.error(str(error))

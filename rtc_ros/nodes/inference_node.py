@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import sys
 
+import rclpy.parameter
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
 
 from rtc_ros.core.methods import ChunkGenerator
 from rtc_ros.core.scheduler import Chunk, InferencePlanner
@@ -33,7 +35,7 @@ from rtc_ros.nodes.diagnostics import ERROR, Health, HealthMonitor, diagnostic_a
 from rtc_ros.nodes.messages import ObservationError, chunk_to_message, image_message_to_array
 from rtc_ros.nodes.parameters import ControllerPlacement, RtcParameters
 from rtc_ros.nodes.runner import STEADY, run
-from rtc_ros.policies.loading import load_policy
+from rtc_ros.policies.registry import PolicyLoadError, RobotSetup, load_policy
 from rtc_ros.runtime.inference_worker import InferenceWorker
 from rtc_ros.runtime.observation import ObservationAssembler, ObservationSpec
 
@@ -52,11 +54,18 @@ class InferenceNode(Node):
         if p.device == "cpu":
             # Idle OpenMP workers spin on every core; the control loop needs one of them.
             torch.set_num_threads(p.cpu_threads or max(1, (os.cpu_count() or 2) - 1))
-        self.policy = load_policy(p.policy, p.device)
-        if (self.policy.prediction_horizon, self.policy.action_dim) != (p.prediction_horizon, len(p.joint_names)):
-            raise ValueError(
-                f"policy {p.policy or 'bimanual demo'} makes {self.policy.prediction_horizon}x{self.policy.action_dim} "
-                f"chunks but prediction_horizon={p.prediction_horizon} and {len(p.joint_names)} joint_names are set")
+        robot = RobotSetup(p.joint_names, p.camera_names)
+        self.loaded = load_policy(p.policy, p.device, p.policy_type, robot)
+        self.loaded.check_robot(robot)
+        self.policy = self.loaded.policy
+        if self.policy.prediction_horizon != p.prediction_horizon:
+            raise PolicyLoadError(f"policy {self.loaded.label} makes chunks of {self.policy.prediction_horizon} "
+                                  f"actions but prediction_horizon={p.prediction_horizon}")
+        self.loaded.set_task(p.task)
+        self.get_logger().info(f"policy: {self.loaded.label}")
+        if not self.loaded.interface.trained:
+            self.get_logger().warning(f"policy {self.loaded.kind.value} has random weights: the robot will move "
+                                      "but not solve a task")
         self.image_shape = (3, p.image_height, p.image_width)
         self.assembler = ObservationAssembler(ObservationSpec(
             p.joint_names, p.camera_names, self.image_shape, p.max_observation_age_s, p.max_clock_skew_s))
@@ -69,6 +78,7 @@ class InferenceNode(Node):
         for camera in p.camera_names:
             self.create_subscription(Image, f"{camera}/image_raw", lambda m, c=camera: self._on_image(c, m),
                                      qos_profile_sensor_data, qos_overriding_options=QOS_OVERRIDES)
+        self.create_subscription(String, "~/task", self._on_task, 10)
         self._chunk_publisher = self.create_publisher(ActionChunk, "~/chunks", CHUNK_QOS)
         self._status_publisher = self.create_publisher(RtcStatus, "~/status", 10)
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -193,6 +203,13 @@ class InferenceNode(Node):
         self.worker.reconfigure(params.inference_settings())
         self.link.reconfigure(params.executor_spec())
         self.assembler.set_time_limits(params.max_observation_age_s, params.max_clock_skew_s)
+        self.loaded.set_task(params.task)  # read once per chunk, at the next encode
+
+    def _on_task(self, message: String) -> None:
+        """The topic sets the ``task`` parameter, so ``ros2 param get`` shows what the policy is told."""
+        result = self.set_parameters([rclpy.parameter.Parameter("task", value=message.data)])[0]
+        if result.successful:
+            self.get_logger().info(f"task: {message.data!r}")
 
     def shutdown(self) -> None:
         """Stop inference, then the controller: after this nothing is commanded."""

@@ -68,6 +68,8 @@ class RtcParameters:
     device: str
     cpu_threads: int
     policy: str
+    policy_type: str
+    task: str
     camera_names: tuple[str, ...]
     image_height: int
     image_width: int
@@ -174,7 +176,14 @@ DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "cpu_threads": (0, _describe(
         "torch threads for CPU inference; 0: all cores but one, which stays free for the control loop",
         read_only=True, integer_range=(0, 1024))),
-    "policy": ("", _describe("Checkpoint path of the policy (empty: the demo's shipped policy)", read_only=True)),
+    "policy": ("", _describe(
+        "Policy: a LeRobot save_pretrained folder (smolvla, pi0, pi05), a .pt checkpoint of this package, "
+        "or a name (builtin-pi0, builtin-pi0-tiny: random weights); empty: the demo's shipped policy",
+        read_only=True)),
+    "policy_type": ("", _describe(
+        "Overrides the policy kind detected from the path: reference, builtin-pi0, smolvla, pi0, pi05",
+        read_only=True)),
+    "task": ("", _describe("Language instruction for VLA policies; also settable on the ~/task topic")),
     "camera_names": (["top"], _describe(
         "Cameras the policy sees; each subscribes to <name>/image_raw (remap in launch)", read_only=True)),
     "image_height": (96, _describe("Image height the policy expects (px)", read_only=True, integer_range=(1, 4096))),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -386,8 +386,10 @@ class ActionExpertPolicy(nn.Module):
     def from_model_space(self, model_actions: torch.Tensor) -> torch.Tensor:
         return model_actions * self.action_std + self.action_mean
 
-    def save(self, path: str | pathlib.Path) -> None:
-        torch.save({"config": dataclasses.asdict(self.config), "state_dict": self.state_dict()}, path)
+    def save(self, path: str | pathlib.Path, joint_names: Sequence[str] | None = None) -> None:
+        """``joint_names``: the robot joints of the state and action vectors, checked by the node."""
+        torch.save({"kind": "builtin-pi0", "config": dataclasses.asdict(self.config), "state_dict": self.state_dict(),
+                    "joint_names": list(joint_names) if joint_names is not None else None}, path)
 
     @classmethod
     def load(cls, path: str | pathlib.Path, device: str | torch.device = "cpu",

@@ -11,7 +11,7 @@ import dataclasses
 import math
 import pathlib
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -173,8 +173,10 @@ class ReferenceFlowPolicy(nn.Module):
         angles = tau[:, None] * frequencies[None, :]
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
-    def save(self, path: str | pathlib.Path) -> None:
-        torch.save({"config": dataclasses.asdict(self.config), "state_dict": self.state_dict()}, path)
+    def save(self, path: str | pathlib.Path, joint_names: Sequence[str] | None = None) -> None:
+        """``joint_names``: the robot joints of the state and action vectors, checked by the node."""
+        torch.save({"kind": "reference", "config": dataclasses.asdict(self.config), "state_dict": self.state_dict(),
+                    "joint_names": list(joint_names) if joint_names is not None else None}, path)
 
     @classmethod
     def load(cls, path: str | pathlib.Path, device: str | torch.device = "cpu") -> "ReferenceFlowPolicy":

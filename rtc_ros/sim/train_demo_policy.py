@@ -18,7 +18,7 @@ from rtc_ros.core.config import ChunkingConfig
 from rtc_ros.core.methods import ChunkGenerator
 from rtc_ros.core.scheduler import ChunkExecutor, InferencePlanner
 from rtc_ros.core.simulated_time import SimulatedTimeLoop
-from rtc_ros.policies.loading import BIMANUAL_DEMO_CHECKPOINT
+from rtc_ros.policies.registry import BIMANUAL_DEMO_CHECKPOINT
 from rtc_ros.policies.reference import (
     AuxiliaryTask, ReferenceFlowPolicy, ReferencePolicyConfig, TrainingConfig, train_flow_policy,
 )
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                       TrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed), log=print,
                       auxiliary=auxiliary)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    policy.save(args.output)
+    policy.save(args.output, joint_names=BimanualConfig().joint_names)
     print(f"saved {args.output} ({args.output.stat().st_size / 1e6:.1f} MB) after "
           f"{time.perf_counter() - started:.0f} s")
     if args.eval_episodes:

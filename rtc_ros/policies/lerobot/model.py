@@ -7,11 +7,11 @@ runs only the action expert on that cache (LeRobot's ``denoise_step`` minus the 
 which builds tensors from Python lists and so could not be captured in a CUDA graph).
 
 Which policies build, and how to install LeRobot next to this package, is in
-docs/benchmarks/README.md. In short:
+README.md, 'LeRobot in the same venv'. In short:
 
-* SmolVLA: lerobot 0.4.4 with transformers 4.57 (lerobot's ``smolvla`` extra) or 5.x.
-  LeRobot reads the SmolVLM2 configuration and processor from the Hugging Face hub even for
-  random weights; :func:`build_lerobot_policy` supplies SmolVLM2-500M's architecture instead
+* SmolVLA: lerobot 0.4.4 with transformers 4.57 (lerobot's ``smolvla`` extra). LeRobot reads
+  the SmolVLM2 configuration and processor from the Hugging Face hub even for random weights;
+  :func:`build_lerobot_policy` supplies SmolVLM2-500M's architecture instead
   (:data:`SMOLVLM2_500M`) and the two image token ids the model reads from the processor,
   so random weights need no download.
 * pi0 and pi0.5: LeRobot 0.4.4's implementation needs openpi's patched transformers 4.53.2
@@ -20,8 +20,9 @@ docs/benchmarks/README.md. In short:
 
 Observations are the model's inputs after LeRobot's preprocessor (images resized and scaled to
 [-1, 1], language tokenised, state normalised and padded): :meth:`example_observation` makes
-random ones. Actions run in the model's normalised space padded to ``max_action_dim``; pass the
-dataset's action statistics to map them to robot units.
+random ones; :mod:`rtc_ros.policies.lerobot.folder` makes them from robot observations.
+Actions run in the model's normalised space padded to ``max_action_dim``; pass the dataset's
+action statistics to map them to robot units.
 """
 from __future__ import annotations
 
@@ -74,7 +75,10 @@ TINY_SMOLVLM: dict = {
 }
 """The same architecture at a size for tests on a CPU."""
 
-_FAKE_IMAGE_TOKEN, _GLOBAL_IMAGE_TOKEN = 49_189, 49_152  # SmolVLM2's <fake_token_around_image>, <global-img>
+SMOLVLM2_500M_NAME = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
+SMOLVLM2_IMAGE_TOKEN_IDS = (49_189, 49_152)
+"""SmolVLM2's <fake_token_around_image> and <global-img>, which SmolVLA reads from its processor."""
+TINY_IMAGE_TOKEN_IDS = (1, 2)
 
 
 class LeRobotUnavailable(ImportError):
@@ -98,7 +102,7 @@ def _import_lerobot(kind: str):
     except importlib.metadata.PackageNotFoundError:
         raise LeRobotUnavailable(
             f"lerobot is not installed: pip install --no-deps lerobot=={LEROBOT_VERSION} and its "
-            "policy dependencies (docs/benchmarks/README.md, 'LeRobot')") from None
+            "policy dependencies (README.md, 'LeRobot in the same venv', 'LeRobot')") from None
     module_name = {"smolvla": "lerobot.policies.smolvla.modeling_smolvla",
                    "pi0": "lerobot.policies.pi0.modeling_pi0",
                    "pi05": "lerobot.policies.pi05.modeling_pi05"}[kind]
@@ -106,7 +110,7 @@ def _import_lerobot(kind: str):
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise LeRobotUnavailable(f"lerobot {version} is installed but {module_name} does not import: "
-                                 f"{error} (docs/benchmarks/README.md lists what it needs)") from error
+                                 f"{error} (README.md, 'LeRobot in the same venv' lists what it needs)") from error
     if kind != "smolvla":
         try:
             from transformers.models.siglip import check
@@ -356,26 +360,20 @@ def build_lerobot_policy(
     dtype: torch.dtype = torch.float32,
     prediction_horizon: int = 50,
     action_dim: int = 32,
-    checkpoint: str | None = None,
     tiny: bool = False,
     action_mean: torch.Tensor | None = None,
     action_std: torch.Tensor | None = None,
 ) -> LeRobotFlowPolicy:
-    """A LeRobot policy with random weights (or ``checkpoint``'s) as a FlowPolicy.
+    """A LeRobot model with random weights as a FlowPolicy, on the model's own inputs.
 
     ``kind``: ``smolvla``, ``pi0`` or ``pi05``. ``action_dim`` is the flow's dimension (LeRobot's
-    ``max_action_dim``; robot actions may have fewer, see ``action_mean``). ``checkpoint``: a
-    folder saved by LeRobot (``config.json`` and ``model.safetensors``); random weights otherwise.
-    ``tiny``: a small configuration for tests (SmolVLA only).
+    ``max_action_dim``; robot actions may have fewer, see ``action_mean``). ``tiny``: a small
+    configuration for tests (SmolVLA only). Saved folders load with their processors through
+    :func:`rtc_ros.policies.registry.load_policy`.
     """
     module = _import_lerobot(kind)
     device = torch.device(device)
-    if checkpoint is not None:
-        policy_class = {"smolvla": "SmolVLAPolicy", "pi0": "PI0Policy", "pi05": "PI05Policy"}[kind]
-        with _offline_smolvlm(None) if kind == "smolvla" else contextlib.nullcontext():
-            wrapper = getattr(module, policy_class).from_pretrained(checkpoint)
-        model = wrapper.model
-    elif kind == "smolvla":
+    if kind == "smolvla":
         model = _build_smolvla(module, device, prediction_horizon, action_dim, tiny)
     else:
         if tiny:
@@ -399,7 +397,8 @@ def _build_smolvla(module, device, prediction_horizon, action_dim, tiny):
         output_features={"action": PolicyFeature(FeatureType.ACTION, (action_dim,))})
     if tiny:
         config.tokenizer_max_length = 8
-    with _offline_smolvlm(vlm), torch.device(device):
+    ids = TINY_IMAGE_TOKEN_IDS if tiny else SMOLVLM2_IMAGE_TOKEN_IDS
+    with offline_smolvlm(vlm, ids), torch.device(device):
         return module.VLAFlowMatching(config)
 
 
@@ -419,26 +418,21 @@ def _build_pi(kind, module, device, prediction_horizon, action_dim):
 
 
 @contextlib.contextmanager
-def _offline_smolvlm(vlm: dict | None) -> Iterator[None]:
-    """Let LeRobot build SmolVLA without the hub: the VLM's configuration from ``vlm`` (None: as
-    LeRobot would fetch it) and a processor stub holding the two image token ids it reads."""
+def offline_smolvlm(vlm: dict, image_token_ids: tuple[int, int]) -> Iterator[None]:
+    """Let LeRobot build SmolVLA without the hub: the VLM's configuration from ``vlm`` and a
+    processor stub holding the two image token ids it reads (``image_token_ids``)."""
     from lerobot.policies.smolvla import smolvlm_with_expert as target
     from transformers import SmolVLMConfig
 
     class _Tokenizer:
-        fake_image_token_id = _FAKE_IMAGE_TOKEN if vlm is None or vlm is SMOLVLM2_500M else 1
-        global_image_token_id = _GLOBAL_IMAGE_TOKEN if vlm is None or vlm is SMOLVLM2_500M else 2
+        fake_image_token_id, global_image_token_id = image_token_ids
 
     class _Processor:
         tokenizer = _Tokenizer()
 
-    saved = target.AutoConfig, target.AutoProcessor
-
     class _Config:
         @staticmethod
-        def from_pretrained(model_id, *args, **kwargs):
-            if vlm is None:
-                return saved[0].from_pretrained(model_id, *args, **kwargs)
+        def from_pretrained(*args, **kwargs):
             return SmolVLMConfig(**copy.deepcopy(vlm))
 
     class _AutoProcessor:
@@ -446,6 +440,7 @@ def _offline_smolvlm(vlm: dict | None) -> Iterator[None]:
         def from_pretrained(*args, **kwargs):
             return _Processor()
 
+    saved = target.AutoConfig, target.AutoProcessor
     target.AutoConfig, target.AutoProcessor = _Config, _AutoProcessor
     try:
         yield
@@ -454,4 +449,5 @@ def _offline_smolvlm(vlm: dict | None) -> Iterator[None]:
 
 
 __all__ = ["KINDS", "LEROBOT_VERSION", "LeRobotFlowPolicy", "LeRobotPrefix", "LeRobotUnavailable",
-           "SMOLVLM2_500M", "TINY_SMOLVLM", "build_lerobot_policy", "lerobot_available"]
+           "SMOLVLM2_500M", "SMOLVLM2_500M_NAME", "TINY_SMOLVLM", "build_lerobot_policy", "lerobot_available",
+           "offline_smolvlm"]
