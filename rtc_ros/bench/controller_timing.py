@@ -124,6 +124,10 @@ class _Subscriber:
             self._process.kill()
             raise RuntimeError("the command subscriber did not start")
 
+    def kill(self) -> None:
+        self._process.kill()
+        self._process.wait()
+
     def stop(self) -> np.ndarray:
         """(n, 2) arrival and stamp times in ns."""
         self._process.send_signal(signal.SIGINT)
@@ -143,36 +147,40 @@ def run_segment(placement: Placement, seconds: float, period_s: float, thread_pr
                                   ros_args=(), command_format=CommandFormat.JOINT_TRAJECTORY, joint_names=JOINTS,
                                   period_s=period_s)
     ticks = int(round(seconds / period_s))
-    if placement is Placement.THREAD:
-        chunks, states = AtomicSlot(), AtomicSlot()
-        command_filter = CommandFilter(LIMITS)
-        command_filter.reset(np.zeros(ACTION_DIM))
-        sink = sinks()
-        loop = ControlLoop(period_s, ChunkExecutor(), chunks, states, command_filter, sink,
-                           realtime_settings=settings)
-        worker = _worker(states.latest, chunks.publish)
-        stop = threading.Event()
-        thread = threading.Thread(target=loop.run, args=(stop,), name="rtc_control")
-        thread.start()
-        worker.start()
-        time.sleep(seconds)
-        worker.stop()
-        stop.set()
-        thread.join()
-        sink.close()
-        period_errors = loop.period_errors_ms.values()
-    else:
-        process = ControlProcess(ControlProcessSpec(period_s, (HORIZON, ACTION_DIM), LIMITS, ExecutorSpec(), sinks,
-                                                    (0.0,) * ACTION_DIM, realtime=settings))
-        worker = _worker(process.controller_state, process.publish_chunk)
-        process.start()
-        while process.report().ticks == 0:  # the child takes seconds to import and start
-            time.sleep(0.05)
-        worker.start()
-        time.sleep(seconds)
-        worker.stop()
-        period_errors = process.period_errors_ms()
-        process.stop()
+    try:
+        if placement is Placement.THREAD:
+            chunks, states = AtomicSlot(), AtomicSlot()
+            command_filter = CommandFilter(LIMITS)
+            command_filter.reset(np.zeros(ACTION_DIM))
+            sink = sinks()
+            loop = ControlLoop(period_s, ChunkExecutor(), chunks, states, command_filter, sink,
+                               realtime_settings=settings)
+            worker = _worker(states.latest, chunks.publish)
+            stop = threading.Event()
+            thread = threading.Thread(target=loop.run, args=(stop,), name="rtc_control")
+            thread.start()
+            worker.start()
+            time.sleep(seconds)
+            worker.stop()
+            stop.set()
+            thread.join()
+            sink.close()
+            period_errors = loop.period_errors_ms.values()
+        else:
+            process = ControlProcess(ControlProcessSpec(period_s, (HORIZON, ACTION_DIM), LIMITS, ExecutorSpec(), sinks,
+                                                        (0.0,) * ACTION_DIM, realtime=settings))
+            worker = _worker(process.controller_state, process.publish_chunk)
+            process.start()
+            while process.report().ticks == 0:  # the child takes seconds to import and start
+                time.sleep(0.05)
+            worker.start()
+            time.sleep(seconds)
+            worker.stop()
+            period_errors = process.period_errors_ms()
+            process.stop()
+    except BaseException:
+        subscriber.kill()
+        raise
     records = subscriber.stop()
     return {"period_error_ms": np.asarray(period_errors)[-ticks:], "arrival_ns": records[:, 0],
             "stamp_ns": records[:, 1]}
