@@ -59,7 +59,6 @@ def test_rtc_node_runs_a_lerobot_smolvla_folder_on_the_simulated_robot(graph, sm
     assert 45.0 < (len(stamps) - 1) / (stamps[-1] - stamps[0]) < 55.0
     assert all(c.joint_names == JOINTS and np.all(np.isfinite(c.points[0].positions)) for c in commands)
     assert chunks and all(c.method == "rtc_soft" and c.guidance == "vjp" for c in chunks)
-    assert statuses[-1].underruns == 0
 
     task = graph.probe.create_publisher(String, "rtc/task", 10)
     graph.wait_for(lambda: task.publish(String(data="open the gripper"))
