@@ -232,3 +232,31 @@ def test_after_an_underrun_the_next_chunk_starts_fresh_without_a_clamp_warning(c
         request = planner.plan(ran_out, executing)
     assert request.warmup and request.request_tick == 10
     assert planner.delay_clamps == 0 and "H - s" not in caplog.text
+
+
+def test_a_hold_executes_nothing_and_the_release_takes_only_a_chunk_planned_after_it():
+    executor = ChunkExecutor()
+    executor.tick(Chunk(np.ones((H, 1)), start_tick=0, sequence=0))
+    executor.begin_epoch(holding=True)
+    stale = Chunk(np.full((H, 1), 7.0), start_tick=1, sequence=1, epoch=0)  # planned before the hold
+    held = [executor.tick(stale) for _ in range(3)]
+    assert all(r.action is None for r in held) and executor.state.holding and executor.state.sequence == -1
+    executor.begin_epoch()
+    assert executor.tick(stale).action is None and not executor.state.holding
+    fresh = Chunk(np.full((H, 1), 3.0), start_tick=executor.state.tick, sequence=2, epoch=executor.state.epoch)
+    result = executor.tick(fresh)
+    assert result.swapped and result.chunk_index == 0 and float(result.action[0]) == 3.0
+
+
+def test_the_planner_plans_nothing_while_holding_and_a_fresh_chunk_after_the_release():
+    planner = InferencePlanner(H, min_execution_horizon=4)
+    executor = ChunkExecutor()
+    loop = SimulatedTimeLoop(executor, planner, _index_chunks, lambda r: 0 if r.warmup else 2)
+    _run(loop, 10)
+    executing = executor.current
+    executor.begin_epoch(holding=True)
+    assert not planner.ready(executor.state)
+    executor.begin_epoch()
+    assert planner.ready(executor.state)
+    request = planner.plan(executor.state, executing)
+    assert request.warmup and request.epoch == 2 and request.inference_delay == 0

@@ -37,6 +37,7 @@ def test_messages_have_the_specified_fields_and_types():
             'controller_period_error_max_ms': 'float', 'device': 'string', 'method': 'string',
             'controller_thread_priority': 'int32', 'controller_cpu_affinity': 'sequence<uint16>',
             'controller_memory_locked': 'boolean',
+            'emulated_latency_ms': 'float', 'holding': 'boolean',
         },
     }
     for msg_type, fields in expected.items():

@@ -14,7 +14,9 @@ import pytest
 
 from rtc_ros.core import AtomicSlot, Chunk, ChunkExecutor, ChunkingConfig, ExecutorSpec, Method
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
-from rtc_ros.runtime.control_loop import ControlLoop, ControlProcess, ControlProcessSpec, ControllerReport
+from rtc_ros.runtime.control_loop import (
+    ControlLoop, ControlMode, ControlProcess, ControlProcessSpec, ControllerReport,
+)
 
 H = 10
 LIMITS = JointLimits(("a", "b"), (-10.0, -10.0), (10.0, 10.0), (1.0, 1.0))
@@ -25,11 +27,12 @@ def _ramp_chunk(sequence: int, start_tick: int, run_id: int = 0) -> Chunk:
     return Chunk(np.stack([ticks, -ticks], axis=1), start_tick, sequence, run_id=run_id)
 
 
-def _loop(sent: list, period_s: float = 0.01):
+def _loop(sent: list, period_s: float = 0.01, modes=None):
     chunks, states = AtomicSlot(), AtomicSlot()
     command_filter = CommandFilter(LIMITS)
     command_filter.reset(np.zeros(2))
-    return ControlLoop(period_s, ChunkExecutor(), chunks, states, command_filter, sent.append), chunks, states
+    return (ControlLoop(period_s, ChunkExecutor(), chunks, states, command_filter, sent.append, modes=modes),
+            chunks, states)
 
 
 def test_nothing_is_sent_before_the_first_chunk():
@@ -72,7 +75,9 @@ def test_the_garbage_collector_stays_out_of_the_ticks_and_collects_at_safe_point
 def test_report_survives_the_shared_memory_encoding():
     report = ControllerReport(ticks=5, commands_published=4, underruns=1, period_error_p50_ms=0.1,
                               period_error_p99_ms=0.5, period_error_max_ms=0.7, underrun_active=True,
-                              thread_priority=50, cpu_affinity_mask=0b101, memory_locked=True)
+                              thread_priority=50, cpu_affinity_mask=0b101, memory_locked=True,
+                              paused_ticks=3, seam_step_p50_rad=0.02, seam_step_max_rad=0.05,
+                              in_chunk_step_p50_rad=0.01)
     assert ControllerReport.from_array(report.to_array()) == report
     assert report.cpu_affinity == (0, 2)
 
@@ -275,3 +280,32 @@ def test_the_control_process_takes_a_new_synchronous_pause_while_running():
         except queue.Empty:
             break
     assert (first_pause, second_pause) == (4, 6)
+def test_a_hold_stops_commanding_at_once_and_a_resume_starts_from_the_measured_positions():
+    sent, modes = [], AtomicSlot()
+    loop, chunks, states = _loop(sent, modes=modes)
+    chunks.publish(_ramp_chunk(0, 0))
+    loop.step()
+    modes.publish(ControlMode(request=1, holding=True))
+    for _ in range(3):
+        loop.step()
+    assert len(sent) == 1 and states.latest().holding
+    modes.publish(ControlMode(request=2, holding=False, start_positions=(5.0, 5.0)))
+    loop.step()
+    assert len(sent) == 1  # the chunk planned before the hold never runs
+    chunks.publish(Chunk(np.full((H, 2), 8.0), states.latest().tick, 1, epoch=states.latest().epoch))
+    loop.step()
+    assert np.allclose(sent[-1], [6.0, 6.0])  # rate limited (1.0 per tick) from the measured 5.0
+
+
+def test_seams_and_in_chunk_steps_are_measured_apart():
+    sent = []
+    loop, chunks, states = _loop(sent)
+    chunks.publish(Chunk(np.zeros((H, 2)), 0, 0))
+    for _ in range(4):
+        loop.step()
+    chunks.publish(Chunk(np.full((H, 2), 0.5), 0, 1))
+    for _ in range(4):
+        loop.step()
+    report = loop.report()
+    assert report.seam_step_p50_rad == 0.5 and report.seam_step_max_rad == 0.5
+    assert report.in_chunk_step_p50_rad == 0.0

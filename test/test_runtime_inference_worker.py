@@ -99,3 +99,37 @@ def test_the_method_cannot_change_while_running():
     harness = Harness()
     with pytest.raises(ValueError, match="method is fixed"):
         harness.worker.reconfigure(_settings(harness.worker, method="sync"))
+
+
+class _ConstantGenerator:
+    """Stands in for ChunkGenerator: every chunk is ``value`` everywhere."""
+
+    config = ChunkingConfig()
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def generate(self, observation, unexecuted, inference_delay, execution_horizon):
+        return torch.full((1, H, M), self.value)
+
+
+def _worker(published: list, value: float = 0.5, **kwargs) -> InferenceWorker:
+    return InferenceWorker(InferencePlanner(H, S_MIN), _ConstantGenerator(value), lambda: {"state": torch.zeros(1, M)},
+                           lambda: INITIAL_CONTROLLER_STATE, published.append, **kwargs)
+
+
+def test_emulated_latency_pads_each_inference_to_at_least_that_wall_time():
+    published = []
+    worker = _worker(published, emulated_latency_s=0.05)
+    worker.step()
+    assert published[0].latency_s >= 0.05
+    assert worker.report().emulated_latency_ms == 50.0
+
+
+def test_actions_outside_the_joint_limits_are_clipped_onto_them_and_counted():
+    published = []
+    limits = (np.array([0.0, -1.0]), np.array([1.0, 0.2]))
+    worker = _worker(published, value=0.5, action_limits=limits)
+    worker.step()
+    assert np.all(published[0].actions[:, 0] == 0.5) and np.all(published[0].actions[:, 1] == 0.2)
+    assert worker.report().actions_clipped == H

@@ -114,3 +114,10 @@ class InferenceSettings:
     chunking: ChunkingConfig
     min_execution_horizon: int
     """s_min: actions of a chunk executed before the next inference starts."""
+    emulated_latency_s: float = 0.0
+    """Every inference is padded to at least this wall time, so that a machine that infers in
+    milliseconds runs the whole pipeline at a large model's delay; 0: off."""
+
+    def __post_init__(self) -> None:
+        if not self.emulated_latency_s >= 0:
+            raise ValueError(f"emulated_latency_s must be >= 0, got {self.emulated_latency_s}")

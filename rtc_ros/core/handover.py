@@ -161,7 +161,7 @@ class SharedMemorySlot(Generic[Item]):
 
 
 _CHUNK_FIELDS = 7  # sequence, start_tick, inference_delay, execution_horizon, latency_s, run_id, epoch
-_STATE_FIELDS = 6  # tick, sequence, start_tick, observed_delay, run_id, epoch
+_STATE_FIELDS = 7  # tick, sequence, start_tick, observed_delay, run_id, epoch, holding
 
 
 def shared_chunk_slot(name: str, chunk_shape: tuple[int, ...], create: bool = False) -> SharedMemorySlot[Chunk]:
@@ -197,11 +197,12 @@ def shared_state_slot(name: str, create: bool = False) -> SharedMemorySlot[Contr
         out[3] = state.observed_delay
         out[4] = state.run_id
         out[5] = state.epoch
+        out[6] = state.holding
 
     def decode(payload: np.ndarray) -> ControllerState:
-        tick, sequence, start_tick, observed_delay, run_id, epoch = payload.tolist()
+        tick, sequence, start_tick, observed_delay, run_id, epoch, holding = payload.tolist()
         return ControllerState(int(tick), int(sequence), int(start_tick), int(observed_delay), int(run_id),
-                               int(epoch))
+                               int(epoch), bool(holding))
 
     return SharedMemorySlot(name, _STATE_FIELDS, encode, decode, create)
 

@@ -17,6 +17,9 @@ when it is created and counts epochs (bumped when it discards its chunks, e.g. a
 reset); a chunk carries the run id and epoch of the controller state it was planned from, and
 an executor swaps in only chunks of its own run and epoch. A chunk planned on a previous
 controller's clock (it restarted) or before a reset is rejected and counted, never executed.
+While the robot is reset between two episodes the controller holds: a new epoch in which
+nothing is executed and the planner plans nothing; the release starts another epoch, whose
+first chunk is made fresh, without guidance toward a chunk of the previous episode.
 """
 from __future__ import annotations
 
@@ -79,6 +82,8 @@ class ControllerState:
     """The executor's run: tick counts of different runs are unrelated."""
     epoch: int = 0
     """Bumped each time the executor discards its chunks; chunks of earlier epochs are rejected."""
+    holding: bool = False
+    """Told to hold (the robot is being reset): nothing is executed or planned."""
 
     def plans(self, chunk: Chunk) -> bool:
         """True when ``chunk`` was planned from a state of this run and epoch."""
@@ -219,16 +224,20 @@ class ChunkExecutor:
         self.underruns += 1
         return TickResult(self._last_action, -1, underrun=True, swapped=swapped, paused=False)
 
-    def begin_epoch(self) -> None:
+    def begin_epoch(self, holding: bool = False) -> None:
         """Discard the executing chunk and reject every chunk planned before now (an episode
-        reset): nothing is executed until a chunk planned in the new epoch arrives."""
+        reset): nothing is executed until a chunk planned in the new epoch arrives, and none is
+        planned while ``holding``."""
         self._current = None
         self._ensemble.clear()
-        self._state = ControllerState(self._state.tick, -1, 0, 0, self._state.run_id, self._state.epoch + 1)
+        self._last_action = None
+        self._swapped_since_tick = False
+        self._state = ControllerState(self._state.tick, -1, 0, 0, self._state.run_id, self._state.epoch + 1,
+                                      holding)
 
     def _publish(self, tick: int, chunk: Chunk, observed_delay: int) -> None:
         self._state = ControllerState(tick, chunk.sequence, chunk.start_tick, observed_delay,
-                                      self._state.run_id, self._state.epoch)
+                                      self._state.run_id, self._state.epoch, self._state.holding)
 
     def _ensembled(self, clock: int) -> np.ndarray:
         covering = [c for c in self._ensemble if 0 <= clock - c.start_tick < c.prediction_horizon]
@@ -326,6 +335,8 @@ class InferencePlanner:
                 return False  # the controller has not picked up the last chunk yet
             else:
                 self._complete(state)
+        if state.holding:
+            return False
         if state.sequence < 0:
             return True  # nothing executes yet: make the warm-up chunk
         return state.tick - state.start_tick >= self.min_execution_horizon

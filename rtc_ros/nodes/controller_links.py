@@ -2,9 +2,10 @@
 
 All three offer the same small interface to the inference worker: ``controller_state()``,
 ``publish_chunk(chunk)``, ``report()``, ``start(initial_positions)``, ``reconfigure(executor)``
-(a new s_min changes the synchronous baseline's pause), ``close()``, and ``failure()``: why the
-controller is gone (None while it runs), with ``FATAL`` saying whether the node must then stop
-(a thread or process of its own) or wait for it (a remote controller).
+(a new s_min changes the synchronous baseline's pause), ``set_mode(mode)`` (hold and resume),
+``close()``, and ``failure()``: why the controller is gone (None while it runs), with ``FATAL``
+saying whether the node must then stop (a thread or process of its own) or wait for it (a
+remote controller).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from rtc_ros.nodes.messages import (
 )
 from rtc_ros.nodes.parameters import CommandFormat, RtcParameters
 from rtc_ros.runtime.command_filter import CommandFilter
-from rtc_ros.runtime.control_loop import ControlLoop, ControlProcess, ControlProcessSpec, ControllerReport
+from rtc_ros.runtime.control_loop import ControlLoop, ControlMode, ControlProcess, ControlProcessSpec, ControllerReport
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 """ros2_control's command subscriptions are RELIABLE: a BEST_EFFORT publisher never connects."""
@@ -65,6 +66,7 @@ class ThreadControllerLink:
         self._chunks: AtomicSlot[Chunk] = AtomicSlot()
         self._states: AtomicSlot[ControllerState] = AtomicSlot()
         self._executor_specs: AtomicSlot[ExecutorSpec] = AtomicSlot()
+        self._modes: AtomicSlot[ControlMode] = AtomicSlot()
         self._filter = CommandFilter(params.joint_limits())
         commands = CommandPublisher(node, params)
         # Priority and affinity for the loop's thread, but no mlockall: that would lock the
@@ -72,7 +74,8 @@ class ThreadControllerLink:
         settings = dataclasses.replace(params.realtime_settings(), lock_memory=False)
         self._loop = ControlLoop(params.period_s, ChunkExecutor(params.executor_spec(), new_run_id()), self._chunks,
                                  self._states, self._filter, commands, robot_connected=commands.connected,
-                                 executor_specs=self._executor_specs, realtime_settings=settings)
+                                 executor_specs=self._executor_specs, realtime_settings=settings,
+                                 modes=self._modes)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop.run, args=(self._stop,), name="rtc_control", daemon=True)
 
@@ -88,6 +91,9 @@ class ThreadControllerLink:
 
     def reconfigure(self, executor: ExecutorSpec) -> None:
         self._executor_specs.publish(executor)
+
+    def set_mode(self, mode: ControlMode) -> None:
+        self._modes.publish(mode)
 
     def report(self) -> ControllerReport:
         return self._loop.report()
@@ -189,6 +195,10 @@ class ProcessControllerLink:
         if self._process is not None:
             self._process.reconfigure(executor)
 
+    def set_mode(self, mode: ControlMode) -> None:
+        if self._process is not None:
+            self._process.set_mode(mode)
+
     def report(self) -> ControllerReport:
         return ControllerReport() if self._process is None else self._process.report()
 
@@ -237,6 +247,10 @@ class TopicControllerLink:
 
     def reconfigure(self, executor: ExecutorSpec) -> None:
         """The controller node executes by its own parameters (set its min_execution_horizon too)."""
+
+    def set_mode(self, mode: ControlMode) -> None:
+        self._node.get_logger().error("hold is not available with controller=topic: the controller node keeps "
+                                      "executing its chunks", throttle_duration_sec=5.0)
 
     def report(self) -> ControllerReport:
         tick = self._ticks.latest()

@@ -37,6 +37,10 @@ def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.3f}"
 
 
+def _fmt4(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
 class HealthMonitor:
     """Turns reports into per-concern health, remembering counters to detect new events."""
 
@@ -63,6 +67,8 @@ class HealthMonitor:
             "chunks": str(report.chunks),
             "delay_clamps": str(report.delay_clamps),
             "inference_failures": str(report.failures),
+            "emulated_latency_ms": _fmt(report.emulated_latency_ms),
+            "actions_clipped_to_limits": str(report.actions_clipped),
             "device": self.device,
         }
         new_clamps = report.delay_clamps - self._last_clamps
@@ -72,9 +78,12 @@ class HealthMonitor:
             return Health(ERROR, f"{new_failures} inference(s) failed since the last report", values)
         if new_clamps > 0:
             return Health(ERROR, f"d exceeded H - s = {overlap} ticks and was clamped", values)
+        emulated = (f" (latency emulated: inference padded to {report.emulated_latency_ms:.0f} ms)"
+                    if report.emulated_latency_ms > 0 else "")
         if report.chunks > 1 and report.inference_delay_estimate >= 0.8 * overlap:
-            return Health(WARN, f"d = {report.inference_delay_estimate} ticks is >= 80% of H - s = {overlap}", values)
-        return Health(OK, "inference delay within the guided overlap", values)
+            return Health(WARN, f"d = {report.inference_delay_estimate} ticks is >= 80% of H - s = {overlap}{emulated}",
+                          values)
+        return Health(OK, f"inference delay within the guided overlap{emulated}", values)
 
     def controller(self, report: ControllerReport) -> Health:
         values = {
@@ -95,6 +104,10 @@ class HealthMonitor:
             "memory_locked": str(report.memory_locked).lower(),
             "realtime_refused": str(report.realtime_refused).lower(),
             "garbage_collections_at_safe_points": str(report.garbage_collections),
+            "paused_ticks": str(report.paused_ticks),
+            "seam_step_p50_rad": _fmt4(report.seam_step_p50_rad),
+            "seam_step_max_rad": _fmt4(report.seam_step_max_rad),
+            "in_chunk_step_p50_rad": _fmt4(report.in_chunk_step_p50_rad),
         }
         new_underruns = report.underruns - self._last_underruns
         new_rejected_chunks = report.rejected_chunks - self._last_rejected_chunks
@@ -137,7 +150,7 @@ def diagnostic_array(stamp, node_name: str, hardware_id: str, healths: dict[str,
 
 
 def status_message(stamp, inference: InferenceReport, controller: ControllerReport, rejected: int,
-                   device: str, method: str) -> RtcStatus:
+                   device: str, method: str, holding: bool = False) -> RtcStatus:
     message = RtcStatus(
         delay_history=list(inference.delay_history),
         inference_delay_estimate=inference.inference_delay_estimate,
@@ -149,6 +162,7 @@ def status_message(stamp, inference: InferenceReport, controller: ControllerRepo
         controller_period_error_p99_ms=controller.period_error_p99_ms,
         controller_period_error_max_ms=controller.period_error_max_ms, device=device, method=method,
         controller_thread_priority=controller.thread_priority, controller_cpu_affinity=list(controller.cpu_affinity),
-        controller_memory_locked=controller.memory_locked)
+        controller_memory_locked=controller.memory_locked,
+        emulated_latency_ms=inference.emulated_latency_ms, holding=holding)
     message.header.stamp = stamp.to_msg()
     return message

@@ -9,13 +9,19 @@ A control loop of its own (thread or process) that dies is fatal: within a tenth
 the node reports it as ERROR on /diagnostics, logs it, stops inference and exits non-zero,
 so that launch can shut the system down or respawn the node. Nothing is commanded meanwhile.
 Periodic work runs on the steady clock, so ``use_sim_time`` without a /clock cannot stall it.
+
+``~/hold`` (std_msgs/Bool) is for the robot's resets between episodes: true stops commanding at
+once and drops every chunk, the executing one and any being computed; false resumes from the
+measured joint state with a fresh chunk, made from the first observation stamped after it.
 """
 from __future__ import annotations
 
+import enum
 import os
 import sys
 
 import rclpy.parameter
+import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.duration import Duration
@@ -23,6 +29,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
+from std_msgs.msg import Bool
 
 from rtc_ros.core.methods import ChunkGenerator
 from rtc_ros.core.scheduler import Chunk, InferencePlanner
@@ -31,17 +38,29 @@ from rtc_ros.nodes import parameters
 from rtc_ros.nodes.controller_links import (
     CHUNK_QOS, QOS_OVERRIDES, ProcessControllerLink, ThreadControllerLink, TopicControllerLink,
 )
-from rtc_ros.nodes.diagnostics import ERROR, Health, HealthMonitor, diagnostic_array, status_message
+from rtc_ros.nodes.diagnostics import ERROR, OK, Health, HealthMonitor, diagnostic_array, status_message
 from rtc_ros.nodes.messages import ObservationError, chunk_to_message, image_message_to_array
 from rtc_ros.nodes.parameters import ControllerPlacement, RtcParameters
 from rtc_ros.nodes.runner import STEADY, run
 from rtc_ros.policies.registry import PolicyLoadError, RobotSetup, load_policy
+from rtc_ros.runtime.control_loop import ControlMode
 from rtc_ros.runtime.inference_worker import InferenceWorker
 from rtc_ros.runtime.observation import ObservationAssembler, ObservationSpec
+from rtc_ros.runtime.stats import RollingStats
 
 
 def _stamp_s(header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+class Phase(enum.Enum):
+    STARTING = "starting"
+    """Waiting for the first complete observation."""
+    RUNNING = "running"
+    HOLDING = "holding"
+    """Told to hold (the robot is being reset): nothing is commanded or planned."""
+    RESUMING = "resuming"
+    """Released: waiting for an observation stamped after the release."""
 
 
 class InferenceNode(Node):
@@ -72,6 +91,10 @@ class InferenceNode(Node):
         self._waiting_reason = "no observation yet"
         self.failure: str | None = None
         """Why the node must stop (its control loop died); :func:`run` then exits non-zero."""
+        self.phase = Phase.STARTING
+        self._hold_requested = False
+        self._hold_announced = False
+        self._mode_request = 0
 
         self.create_subscription(JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data,
                                  qos_overriding_options=QOS_OVERRIDES)
@@ -82,6 +105,7 @@ class InferenceNode(Node):
         self._chunk_publisher = self.create_publisher(ActionChunk, "~/chunks", CHUNK_QOS)
         self._status_publisher = self.create_publisher(RtcStatus, "~/status", 10)
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Bool, "~/hold", self._on_hold, CHUNK_QOS)
 
         if self.placement is ControllerPlacement.THREAD:
             self.link = ThreadControllerLink(self, p)
@@ -94,17 +118,22 @@ class InferenceNode(Node):
                              on_delay_clamped=self._on_delay_clamped),
             # On CUDA: preallocated buffers and one CUDA graph per mode for the denoising loop.
             ChunkGenerator(self.policy, p.chunking_config()),
-            self._observation, self.link.controller_state, self.link.publish_chunk, on_chunk=self._on_chunk)
+            self._observation_for_inference, self.link.controller_state, self.link.publish_chunk,
+            on_chunk=self._on_chunk,
+            emulated_latency_s=p.emulated_latency_ms / 1e3,
+            action_limits=(np.asarray(p.position_lower), np.asarray(p.position_upper)))
         self.health = HealthMonitor(p.prediction_horizon, p.period_s, p.device)
-        self._started = False
         self._controller_failure: str | None = None
+        self.observation_ages_ms = RollingStats(window=1000)
         parameters.on_change(self, lambda: self.params, self._apply_parameters)
-        self._start_timer = self.create_timer(0.05, self._start_when_observed, clock=STEADY)
+        self.create_timer(0.05, self._start_when_observed, clock=STEADY)
         self.create_timer(0.1, self._watch_controller, clock=STEADY)
         self.create_timer(1.0, self._publish_health, clock=STEADY)
+        emulated = f", inference padded to {p.emulated_latency_ms:.0f} ms (emulated latency)"
         self.get_logger().info(
             f"{p.method.value} ({p.guidance.value}) on {p.device}: H={p.prediction_horizon}, "
-            f"s_min={p.min_execution_horizon}, n={p.num_steps}, beta={p.beta}, controller={self.placement.value}")
+            f"s_min={p.min_execution_horizon}, n={p.num_steps}, beta={p.beta}, controller={self.placement.value}"
+            + (emulated if p.emulated_latency_ms else ""))
 
     # -- callbacks ---------------------------------------------------------------------
     def _now_s(self) -> float:
@@ -135,16 +164,48 @@ class InferenceNode(Node):
             self.get_logger().warning(f"waiting for a usable observation: {reason}", throttle_duration_sec=5.0)
         return observation
 
+    def _observation_for_inference(self):
+        observation = self._observation()
+        if observation is not None:
+            self.observation_ages_ms.add(self.assembler.last_age_s * 1e3)
+        return observation
+
     def _start_when_observed(self) -> None:
-        """Start the controller from the measured joint positions, so its first step is rate limited."""
+        """Start (or resume) the controller from the measured joint positions, so that its first
+        step is rate limited; announce a hold as soon as the controller has taken it."""
+        if self.phase is Phase.HOLDING and not self._hold_announced:
+            state = self.link.controller_state()
+            if state is not None and state.holding:
+                self._hold_announced = True
+                self._publish_status(self.get_clock().now(), self.worker.report(), self.link.report())
+            return
+        if self.phase not in (Phase.STARTING, Phase.RESUMING) or self._hold_requested:
+            return
         observation = self._observation()
         if observation is None:
             return
-        self._start_timer.cancel()
-        self._started = True
-        self.get_logger().info(f"warm-up inference took {self.worker.warm_up(observation) * 1e3:.0f} ms")
-        self.link.start(self.assembler.joint_positions())
-        self.worker.start()
+        if self.phase is Phase.STARTING:
+            self.get_logger().info(f"warm-up inference took {self.worker.warm_up(observation) * 1e3:.0f} ms")
+            self.link.start(self.assembler.joint_positions())
+            self.worker.start()
+        else:
+            self._mode_request += 1
+            self.link.set_mode(ControlMode(self._mode_request, holding=False,
+                                           start_positions=tuple(self.assembler.joint_positions())))
+            self.get_logger().info("resumed: a fresh chunk from the new observation")
+        self.phase = Phase.RUNNING
+
+    def _on_hold(self, message: Bool) -> None:
+        self._hold_requested = message.data
+        if message.data and self.phase is Phase.RUNNING:
+            self._mode_request += 1
+            self.link.set_mode(ControlMode(self._mode_request, holding=True))
+            self.phase = Phase.HOLDING
+            self._hold_announced = False
+            self.get_logger().info("holding: nothing commanded, every chunk dropped")
+        elif not message.data and self.phase is Phase.HOLDING:
+            self.assembler.discard_before(self.get_clock().now().nanoseconds * 1e-9)
+            self.phase = Phase.RESUMING
 
     def _on_chunk(self, chunk: Chunk) -> None:
         p = self.params
@@ -185,13 +246,24 @@ class InferenceNode(Node):
                                            self.health.controller(controller).values)
         elif self.placement is not ControllerPlacement.TOPIC:
             healths["controller"] = self.health.controller(controller)
+            healths["controller"].values["phase"] = self.phase.value
+            if self.phase in (Phase.HOLDING, Phase.RESUMING):
+                healths["controller"] = Health(OK, f"{self.phase.value}: told to hold, nothing commanded",
+                                               healths["controller"].values)
         healths["observations"] = self.health.observations(
             self.assembler.rejected, self.assembler.last_rejection,
-            inference.waiting_for_observation or not self._started, self._waiting_reason)
+            inference.waiting_for_observation or self.phase is Phase.STARTING, self._waiting_reason)
+        healths["observations"].values.update({
+            "observation_age_p50_ms": f"{self.observation_ages_ms.percentile(50):.1f}",
+            "observation_age_max_ms": f"{self.observation_ages_ms.max():.1f}"})
         self._diagnostics_publisher.publish(diagnostic_array(now, self.get_fully_qualified_name(),
                                                              self.params.hardware_id, healths))
+        self._publish_status(now, inference, controller)
+
+    def _publish_status(self, now, inference, controller) -> None:
+        holding = self.phase is Phase.HOLDING and self._hold_announced
         self._status_publisher.publish(status_message(now, inference, controller, self.assembler.rejected,
-                                                      self.params.device, self.params.method.value))
+                                                      self.params.device, self.params.method.value, holding))
 
     def _apply_parameters(self, params: RtcParameters) -> None:
         """The one place where accepted run-time changes reach the runtime.

@@ -75,6 +75,7 @@ class RtcParameters:
     image_width: int
     max_observation_age_s: float
     max_clock_skew_s: float
+    emulated_latency_ms: float
     controller: ControllerPlacement
     hardware_id: str
     thread_priority: int
@@ -105,7 +106,7 @@ class RtcParameters:
 
     def inference_settings(self) -> InferenceSettings:
         """What the inference worker takes between chunks."""
-        return InferenceSettings(self.chunking_config(), self.min_execution_horizon)
+        return InferenceSettings(self.chunking_config(), self.min_execution_horizon, self.emulated_latency_ms / 1e3)
 
     def executor_spec(self) -> ExecutorSpec:
         """How the controller executes chunks of this method."""
@@ -169,7 +170,8 @@ DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
                                              read_only=True, integer_range=(0, 999))),
     "num_steps": (5, _describe("n: denoising steps per chunk", integer_range=(1, 100))),
     "beta": (5.0, _describe("Guidance-weight clip (> 0)", float_range=(1e-3, 100.0))),
-    "guidance": ("vjp", _describe("Guidance gradient: vjp (exact) or stop_gradient (no backward pass)")),
+    "guidance": ("stop_gradient", _describe(
+        "Guidance gradient: stop_gradient (no backward pass; the default, see README) or vjp (exact)")),
     "method": ("rtc_soft", _describe(
         "rtc_soft, rtc_hard, naive_async, bid, temporal_ensembling or sync", read_only=True)),
     "device": ("cpu", _describe("torch device for inference: cpu, cuda, cuda:N", read_only=True)),
@@ -193,6 +195,9 @@ DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "max_clock_skew_s": (0.1, _describe(
         "Joint states and images stamped further than this ahead of the node's clock are rejected (s)",
         float_range=(0.0, 10.0))),
+    "emulated_latency_ms": (0.0, _describe(
+        "Pad every inference to at least this wall time (ms), so that a fast machine runs at a VLA's delay; "
+        "0: off", read_only=True, float_range=(0.0, 10000.0))),
     "controller": ("process", _describe(
         "Where the control loop runs: process (own process, shared memory), thread, or topic (separate node)",
         read_only=True)),

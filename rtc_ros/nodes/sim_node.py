@@ -6,6 +6,11 @@ reports the task on ``/diagnostics`` (``success``, ``target_distance_m``). Inval
 (wrong joints, NaN) are rejected with a warning; the arms keep tracking the last valid one.
 With ``use_sim_time:=true`` it also publishes the simulated time on ``/clock`` (100 Hz), as a
 simulator does, so that nodes running on simulated time have a clock.
+
+Episodes: one ends at the time limit or, with ``end_episode_on_success``, at the first success
+(as the in-process evaluation counts them); ``~/episode`` carries every change. The next one
+starts at once (``reset_on_episode_end``) or when a message arrives on ``~/reset``, as an
+evaluation harness that holds the controller during the reset wants it.
 """
 from __future__ import annotations
 
@@ -17,11 +22,13 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Empty
 
 from rtc_ros.core.config import parse_enum
+from rtc_ros.msg import Episode
 from rtc_ros.nodes.controller_links import COMMAND_QOS
 from rtc_ros.nodes.messages import COMMAND_TYPES, array_to_image_message, command_positions
 from rtc_ros.nodes.parameters import CommandFormat
@@ -35,8 +42,13 @@ _DECLARATIONS = {
     "camera_name": ("top", "Camera; publishes <camera_name>/image_raw"),
     "physics_rate_hz": (250.0, "How often the simulator is advanced to wall time (Hz)"),
     "seed": (0, "Seed of the simulator's random streams"),
-    "reset_on_episode_end": (True, "Start a new episode (new cube positions) when one ends"),
+    "reset_on_episode_end": (True, "Start a new episode (new cube positions) as soon as one ends; "
+                                   "false: when a message arrives on ~/reset"),
+    "end_episode_on_success": (True, "End an episode at the first success (both cubes held), not only at "
+                                     "the time limit"),
 }
+EPISODE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""Every change of the episode reaches a harness, one that joins late included."""
 
 
 class SimNode(Node):
@@ -50,6 +62,9 @@ class SimNode(Node):
             raise ValueError("joint_state_rate_hz, camera_rate_hz and physics_rate_hz must be > 0")
         self.sim = BimanualSim(BimanualConfig(), np.random.default_rng(values["seed"]))
         self._reset_on_end = values["reset_on_episode_end"]
+        self._end_on_success = values["end_episode_on_success"]
+        self.episode = 1
+        self._running = True
         self._camera = values["camera_name"]
         self._lock = threading.Lock()
         self.rejected_commands = 0
@@ -58,7 +73,9 @@ class SimNode(Node):
         self._joint_publisher = self.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
         self._image_publisher = self.create_publisher(Image, f"{self._camera}/image_raw", qos_profile_sensor_data)
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._episode_publisher = self.create_publisher(Episode, "~/episode", EPISODE_QOS)
         self.create_subscription(COMMAND_TYPES[self.command_format], "commands", self._on_command, COMMAND_QOS)
+        self.create_subscription(Empty, "~/reset", self._on_reset, 10)
         self.create_timer(1.0 / values["joint_state_rate_hz"], self._publish_joint_state)
         self.create_timer(1.0 / values["camera_rate_hz"], self._publish_image)
         self.create_timer(1.0, self._publish_task)
@@ -69,6 +86,7 @@ class SimNode(Node):
         self._stop = threading.Event()
         self._physics = threading.Thread(target=self._run_physics, name="sim_physics", daemon=True)
         self._physics.start()
+        self._publish_episode(self._episode_message())
 
     def _on_command(self, message) -> None:
         try:
@@ -80,19 +98,38 @@ class SimNode(Node):
         with self._lock:
             self.sim.set_command(positions)
 
+    def _on_reset(self, message: Empty) -> None:
+        with self._lock:
+            self._start_episode()
+            started = self._episode_message()
+        self._publish_episode(started)
+
+    def _start_episode(self) -> None:
+        """New cube positions, arms home; called with the lock held."""
+        self.sim.reset()
+        self.episode += 1
+        self._running = True
+
     def _run_physics(self) -> None:
         """Advance the simulator to wall time at absolute deadlines."""
         last = time.monotonic()
         while not self._stop.wait(max(0.0, last + self._physics_period_s - time.monotonic())):
             now = time.monotonic()
             step_s = min(now - last, 0.1)
+            changes = []
             with self._lock:
                 self.sim.step(step_s)
-                if self.sim.episode_over:
+                success = self.sim.task_success()
+                if self._running and (self.sim.episode_over or (self._end_on_success and success)):
+                    self._running = False
                     self.episodes += 1
-                    self.successes += int(self.sim.task_success())
+                    self.successes += int(success)
+                    changes.append(self._episode_message(success))
                     if self._reset_on_end:
-                        self.sim.reset()
+                        self._start_episode()
+                        changes.append(self._episode_message())
+            for message in changes:
+                self._publish_episode(message)
             last = now
             self._publish_clock(step_s)
 
@@ -106,6 +143,15 @@ class SimNode(Node):
             message = Clock()
             message.clock.sec, message.clock.nanosec = divmod(self._sim_time_ns, 1_000_000_000)
             self._clock_publisher.publish(message)
+
+    def _episode_message(self, success: bool = False) -> Episode:
+        """The episode as it is now; called with the lock held."""
+        return Episode(episode=self.episode, running=self._running, success=success, time_s=self.sim.time_s,
+                       episodes_completed=self.episodes, episodes_succeeded=self.successes)
+
+    def _publish_episode(self, message: Episode) -> None:
+        message.header.stamp = self.get_clock().now().to_msg()
+        self._episode_publisher.publish(message)
 
     def _publish_joint_state(self) -> None:
         with self._lock:

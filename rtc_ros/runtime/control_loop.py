@@ -96,6 +96,13 @@ class ControllerReport:
     def cpu_affinity(self) -> tuple[int, ...]:
         """The CPUs in :attr:`cpu_affinity_mask`."""
         return tuple(cpu for cpu in range(_MAX_CPU_IN_MASK + 1) if self.cpu_affinity_mask >> cpu & 1)
+    paused_ticks: int = 0
+    seam_step_p50_rad: float = float("nan")
+    """Largest joint step of the command at a chunk swap (the first action of the new chunk against
+    the last command of the previous one in the same epoch); p50 of the last 1000 seams."""
+    seam_step_max_rad: float = float("nan")
+    in_chunk_step_p50_rad: float = float("nan")
+    """The same between two actions of one chunk; p50 of the last 3000 ticks."""
 
     def to_array(self) -> np.ndarray:
         return np.array(dataclasses.astuple(self), dtype=np.float64)
@@ -108,6 +115,32 @@ class ControllerReport:
 
 
 _REPORT_WORDS = len(dataclasses.fields(ControllerReport))
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlMode:
+    """What the inference side asks of the control loop, read at every tick.
+
+    Each new ``request`` (a number that increases) begins a new epoch of the loop's executor:
+    every chunk is dropped and nothing is executed until a chunk planned in that epoch arrives;
+    ``holding`` (the robot is being reset) also stops planning.
+    ``start_positions``, the measured joint positions when resuming, seed the command filter so
+    that the first command is rate limited from where the robot is.
+    """
+
+    request: int
+    holding: bool
+    start_positions: tuple[float, ...] | None = None
+
+    def to_array(self, joints: int) -> np.ndarray:
+        positions = np.full(joints, np.nan) if self.start_positions is None else np.asarray(self.start_positions)
+        return np.concatenate([[self.request, self.holding], positions]).astype(np.float64)
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> "ControlMode":
+        positions = values[2:]
+        return cls(int(values[0]), bool(values[1]),
+                   None if np.isnan(positions).any() else tuple(float(v) for v in positions))
 
 
 class ControlLoop:
@@ -126,6 +159,7 @@ class ControlLoop:
         on_safe_point: Callable[[], None] | None = None,
         safe_point_period_s: float = 0.2,
         period_errors_ms: RollingStats | None = None,
+        modes: Slot | None = None,
     ) -> None:
         """``robot_connected``: True once the robot's command subscription has matched the sink's
         publisher; the loop waits for it before its first tick. ``executor_specs``: where a new
@@ -133,7 +167,8 @@ class ControlLoop:
         pause); the executor takes it at the next tick. ``on_safe_point`` runs every
         ``safe_point_period_s`` right after a tick has sent its command, after the garbage
         collection (e.g. to publish :meth:`report`); ``period_errors_ms`` keeps the period errors
-        elsewhere (shared memory)."""
+        elsewhere (shared memory). ``modes``: where the inference side publishes
+        :class:`ControlMode` (hold and resume)."""
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
         self.period_s = period_s
@@ -150,11 +185,17 @@ class ControlLoop:
         self._safe_point_period_s = safe_point_period_s
         self._garbage = GarbageCollectorGuard()
         self.period_errors_ms = RollingStats() if period_errors_ms is None else period_errors_ms
+        self._modes = modes
+        self._mode_request = 0
         self.ticks = 0
         self.commands_published = 0
         self.overruns = 0
         self.errors = 0
         self._underrun_active = False
+        self.seam_steps_rad = RollingStats(window=1000)
+        self.in_chunk_steps_rad = RollingStats(window=3000)
+        self._last_command: np.ndarray | None = None
+        self._last_index = -1
 
     def step(self) -> TickResult:
         """One tick: newest chunk -> due action -> safety filter -> sink; then publish state."""
@@ -162,17 +203,35 @@ class ControlLoop:
             spec = self._executor_specs.latest()
             if spec is not None and spec is not self.executor.spec:
                 self.executor.reconfigure(spec)
+        mode = None if self._modes is None else self._modes.latest()
+        if mode is not None and mode.request != self._mode_request:
+            self._mode_request = mode.request
+            self.executor.begin_epoch(mode.holding)
+            if mode.start_positions is not None:
+                self.command_filter.reset(np.asarray(mode.start_positions))
+            self._last_command = None  # the first command of an epoch starts from the robot, it is no seam
         result = self.executor.tick(self._chunks.latest())
         command = None if result.action is None else self.command_filter.apply(result.action)
         if command is not None:
             self._command_sink(command)
             self.commands_published += 1
+            self._record_step(result, command)
         self._states.publish(self.executor.state)
         self._underrun_active = result.underrun
         self.ticks += 1
         if self._on_tick is not None:
             self._on_tick(result, command)
         return result
+
+    def _record_step(self, result: TickResult, command: np.ndarray) -> None:
+        """Seam continuity as the robot receives it: command steps at swaps and inside chunks."""
+        if self._last_command is not None and result.chunk_index >= 0:
+            step_rad = float(np.max(np.abs(command - self._last_command)))
+            if result.swapped:
+                self.seam_steps_rad.add(step_rad)
+            elif self._last_index >= 0:
+                self.in_chunk_steps_rad.add(step_rad)
+        self._last_command, self._last_index = command, result.chunk_index
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> None:
         """Tick at absolute deadlines until ``stop`` is set (or ``duration_s`` elapsed).
@@ -241,6 +300,10 @@ class ControlLoop:
             memory_locked=self.realtime_status.memory_locked,
             realtime_refused=bool(self.realtime_status.refused),
             garbage_collections=self._garbage.collections,
+            paused_ticks=self.executor.paused_ticks,
+            seam_step_p50_rad=self.seam_steps_rad.percentile(50),
+            seam_step_max_rad=self.seam_steps_rad.max(),
+            in_chunk_step_p50_rad=self.in_chunk_steps_rad.percentile(50),
         )
 
 
@@ -249,6 +312,13 @@ def shared_report_slot(name: str, create: bool = False) -> SharedMemorySlot[Cont
         out[:] = report.to_array()
 
     return SharedMemorySlot(name, _REPORT_WORDS, encode, ControllerReport.from_array, create)
+
+
+def shared_mode_slot(name: str, joints: int, create: bool = False) -> SharedMemorySlot[ControlMode]:
+    def encode(mode: ControlMode, out: np.ndarray) -> None:
+        out[:] = mode.to_array(joints)
+
+    return SharedMemorySlot(name, 2 + joints, encode, ControlMode.from_array, create)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +349,7 @@ class ControlProcess:
 
     def __init__(self, spec: ControlProcessSpec) -> None:
         prefix = f"rtc_{uuid.uuid4().hex[:10]}"
-        self._names = (f"{prefix}_c", f"{prefix}_s", f"{prefix}_r", f"{prefix}_e", f"{prefix}_p")
+        self._names = (f"{prefix}_c", f"{prefix}_s", f"{prefix}_r", f"{prefix}_e", f"{prefix}_p", f"{prefix}_m")
         self._chunks = shared_chunk_slot(self._names[0], spec.chunk_shape, create=True)
         self._states = shared_state_slot(self._names[1], create=True)
         self._reports = shared_report_slot(self._names[2], create=True)
@@ -289,6 +359,7 @@ class ControlProcess:
             self._names[4], create=True, size=8 * (_PERIOD_ERROR_WINDOW + 1))
         self._period_errors: RollingStats | None = _shared_period_errors(self._period_errors_memory)
         self._final_period_errors = np.empty(0)
+        self._modes = shared_mode_slot(self._names[5], spec.chunk_shape[1], create=True)
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
         self._process = context.Process(target=_control_process_main,
@@ -316,6 +387,9 @@ class ControlProcess:
     def reconfigure(self, executor: ExecutorSpec) -> None:
         """Execute chunks by ``executor`` from the loop's next tick on."""
         self._executor_specs.publish(executor)
+
+    def set_mode(self, mode: ControlMode) -> None:
+        self._modes.publish(mode)
 
     def latest(self) -> Chunk | None:
         return self._chunks.latest()
@@ -362,7 +436,7 @@ class ControlProcess:
         self._final_report = self.report()
         self._final_period_errors = self._period_errors.values()
         self._period_errors = None  # its arrays are views of the memory: released before closing it
-        for slot in (self._chunks, self._states, self._reports, self._executor_specs):
+        for slot in (self._chunks, self._states, self._reports, self._executor_specs, self._modes):
             slot.close()
         self._period_errors_memory.close()
         self._period_errors_memory.unlink()
@@ -420,6 +494,7 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, ...], stop
     states = shared_state_slot(names[1])
     reports = shared_report_slot(names[2])
     executor_specs = shared_executor_spec_slot(names[3])
+    modes = shared_mode_slot(names[5], spec.chunk_shape[1])
     command_filter = CommandFilter(spec.limits)
     command_filter.reset(None if spec.initial_positions is None else np.asarray(spec.initial_positions))
     period_errors_memory = shared_memory.SharedMemory(names[4])
@@ -428,6 +503,7 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, ...], stop
     # compete with the ticks for the GIL, without the loop's priority.
     loop = ControlLoop(spec.period_s, ChunkExecutor(spec.executor, new_run_id()), chunks, states, command_filter,
                        sink, robot_connected=getattr(sink, "connected", None), executor_specs=executor_specs,
+                       modes=modes,
                        realtime_settings=spec.realtime, on_safe_point=lambda: reports.publish(loop.report()),
                        safe_point_period_s=spec.report_period_s,
                        period_errors_ms=_shared_period_errors(period_errors_memory))
@@ -440,7 +516,7 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, ...], stop
         if stop.orphaned or stop.terminated:
             _LOG.error("control process: parent %d %s; stopped commanding", parent_pid,
                        "died" if stop.orphaned else "sent SIGTERM")
-        for slot in (chunks, states, reports, executor_specs):
+        for slot in (chunks, states, reports, executor_specs, modes):
             # An orphan removes the shared memory its dead parent created and can no longer remove.
             slot.close(unlink=stop.orphaned)
         loop.period_errors_ms = None  # its arrays are views of the memory: released before closing it

@@ -43,6 +43,10 @@ class InferenceReport:
     delay_clamps: int
     waiting_for_observation: bool
     failures: int
+    emulated_latency_ms: float
+    """Every inference is padded to at least this wall time; 0 when latency is not emulated."""
+    actions_clipped: int
+    """Action entries the policy placed outside the joint limits, clipped onto them in the chunk."""
 
 
 class InferenceWorker:
@@ -55,10 +59,21 @@ class InferenceWorker:
         publish_chunk: Callable[[Chunk], None],
         poll_period_s: float = 0.001,
         on_chunk: Callable[[Chunk], None] | None = None,
+        emulated_latency_s: float = 0.0,
+        action_limits: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """``emulated_latency_s``: the initial :attr:`InferenceSettings.emulated_latency_s`.
+
+        ``action_limits`` (lower, upper): the joint limits. A policy's sample lies outside them
+        where it commands a joint to its stop (a closing gripper's target spreads around fully
+        closed); such actions are clipped onto the limit in the chunk itself, so that guidance,
+        the controller and its clamp counter see the targets the robot can take.
+        """
+        self._action_limits = action_limits
+        self.actions_clipped = 0
         self.planner = planner
         self.generator = generator
-        self.settings = InferenceSettings(generator.config, planner.min_execution_horizon)
+        self.settings = InferenceSettings(generator.config, planner.min_execution_horizon, emulated_latency_s)
         self._next_settings: AtomicSlot[InferenceSettings] = AtomicSlot()
         self._observations = observations
         self._controller_state = controller_state
@@ -128,6 +143,13 @@ class InferenceWorker:
         actions = self.generator.generate(_tensors(observation), unexecuted, request.inference_delay,
                                           request.execution_horizon)
         actions = actions[0].detach().to("cpu", torch.float64).numpy()
+        if self._action_limits is not None:
+            clipped = np.clip(actions, *self._action_limits)
+            self.actions_clipped += int(np.count_nonzero(clipped != actions))
+            actions = clipped
+        padding_s = started + self.settings.emulated_latency_s - time.perf_counter()
+        if padding_s > 0:
+            self._stop.wait(padding_s)
         latency_s = time.perf_counter() - started
         chunk = request.chunk(actions, latency_s)
         if not request.warmup:
@@ -159,6 +181,8 @@ class InferenceWorker:
             delay_clamps=self.planner.delay_clamps,
             waiting_for_observation=self.waiting_for_observation,
             failures=self.failures,
+            emulated_latency_ms=self.settings.emulated_latency_s * 1e3,
+            actions_clipped=self.actions_clipped,
         )
 
     def _run(self) -> None:

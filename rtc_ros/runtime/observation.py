@@ -79,12 +79,24 @@ class ObservationAssembler:
         self._joint_stamps = np.full(len(spec.joint_names), -np.inf)
         self._images: dict[str, tuple[np.ndarray, float]] = {}
         self._lock = threading.Lock()
+        self._not_before_s = -np.inf
+        self.last_age_s = float("nan")
+        """Age of the oldest input of the last assembled observation: how far behind the world it is."""
         self.rejected = 0
         self.last_rejection = ""
 
     def set_time_limits(self, max_age_s: float, max_future_s: float) -> None:
         """Reject inputs older than ``max_age_s`` or stamped more than ``max_future_s`` ahead from now on."""
         self.spec = dataclasses.replace(self.spec, max_age_s=max_age_s, max_future_s=max_future_s)
+
+    def discard_before(self, stamp_s: float) -> None:
+        """Forget every input and ignore those stamped before ``stamp_s`` (the robot was reset then:
+        what it saw before is no longer the world)."""
+        with self._lock:
+            self._not_before_s = stamp_s
+            self._positions[:] = np.nan
+            self._joint_stamps[:] = -np.inf
+            self._images.clear()
 
     def add_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp_s: float, now_s: float
                         ) -> None:
@@ -103,6 +115,8 @@ class ObservationAssembler:
             self._reject("joint state contains NaN or infinite positions")
         self._check_stamp("joint state", stamp_s, now_s)
         with self._lock:
+            if stamp_s < self._not_before_s:
+                return
             for name, value in zip(names, values):
                 index = self._index.get(name)
                 if index is not None:
@@ -113,7 +127,8 @@ class ObservationAssembler:
         """Keep the newest image of ``camera``; raises :class:`ObservationError` for a future stamp."""
         self._check_stamp(f"image from camera {camera}", stamp_s, now_s)
         with self._lock:
-            self._images[camera] = (image, stamp_s)
+            if stamp_s >= self._not_before_s:
+                self._images[camera] = (image, stamp_s)
 
     def reject(self, reason: str) -> None:
         """Count a message rejected before it reached the assembler (e.g. a bad image)."""
@@ -151,6 +166,8 @@ class ObservationAssembler:
                                   f"(max_age_s {self.spec.max_age_s})")
                 images.append(image)
             observation = {"state": self._positions.astype(np.float32)[None]}
+            oldest_image = min((self._images[c][1] for c in self.spec.camera_names), default=np.inf)
+            self.last_age_s = now_s - min(float(self._joint_stamps.min()), oldest_image)
         if images:
             stacked = np.concatenate(images, axis=0) if len(images) > 1 else images[0]
             observation["image"] = np.ascontiguousarray(stacked)[None]
