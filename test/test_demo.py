@@ -16,7 +16,7 @@ def test_episodes_complete_and_the_controller_holds_through_every_reset(tmp_path
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert code == 0 and summary["ok"], summary["failure"]
     assert summary["episodes_completed"] == 2 and isinstance(summary["episodes_succeeded"], int)
-    assert summary["emulated_latency_ms"] == 100.0 and min(summary["observed_delays"]) >= 4
+    assert summary["emulated_latency_ms"] == 100.0 and summary["chunk_latency_ms"]["p50"] >= 100.0
     # Nothing reached the robot while it was reset; each episode began with a fresh, unguided chunk.
     assert summary["commands_received_during_resets"] == 0
     assert summary["fresh_chunks"] >= 2

@@ -75,15 +75,16 @@ class HealthMonitor:
         new_failures = report.failures - self._last_failures
         self._last_clamps, self._last_failures = report.delay_clamps, report.failures
         if new_failures > 0:
-            return Health(ERROR, f"{new_failures} inference(s) failed since the last report", values)
-        if new_clamps > 0:
-            return Health(ERROR, f"d exceeded H - s = {overlap} ticks and was clamped", values)
-        emulated = (f" (latency emulated: inference padded to {report.emulated_latency_ms:.0f} ms)"
-                    if report.emulated_latency_ms > 0 else "")
-        if report.chunks > 1 and report.inference_delay_estimate >= 0.8 * overlap:
-            return Health(WARN, f"d = {report.inference_delay_estimate} ticks is >= 80% of H - s = {overlap}{emulated}",
-                          values)
-        return Health(OK, f"inference delay within the guided overlap{emulated}", values)
+            level, message = ERROR, f"{new_failures} inference(s) failed since the last report"
+        elif new_clamps > 0:
+            level, message = ERROR, f"d exceeded H - s = {overlap} ticks and was clamped"
+        elif report.chunks > 1 and report.inference_delay_estimate >= 0.8 * overlap:
+            level, message = WARN, f"d = {report.inference_delay_estimate} ticks is >= 80% of H - s = {overlap}"
+        else:
+            level, message = OK, "inference delay within the guided overlap"
+        if report.emulated_latency_ms > 0:
+            message += f" (latency emulated: inference padded to {report.emulated_latency_ms:.0f} ms)"
+        return Health(level, message, values)
 
     def controller(self, report: ControllerReport) -> Health:
         values = {
