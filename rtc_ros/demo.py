@@ -153,10 +153,12 @@ class Harness:
         self.episodes: list[EpisodeRecord] = []
         self.holds: list[tuple[float, float]] = []
         """(hold sent, hold released) on the monitor clock."""
-        self.quiet: list[float] = []
-        """When the controller confirmed each hold (and the robot was reset)."""
+        self.resets_wall: list[tuple[float, float]] = []
+        """(controller confirmed the hold, hold released) in wall-clock time, the clock that stamps
+        the commands: no command may be stamped in between."""
         self._started = 0.0
         self._seen = 0
+        self.episodes_before_first_command = 0
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self._nodes.values())
@@ -178,12 +180,13 @@ class Harness:
         # The robot is reset once the controller says it holds: from then on it commands nothing.
         if not self.spin_until(lambda: any(status.holding for status in monitor.statuses_since_hold), 10.0):
             return False
-        self.quiet.append(time.monotonic())
+        confirmed_wall = time.time()
         previous = monitor.episodes[-1].episode
         monitor.reset_robot()
         if not self.spin_until(lambda: monitor.episodes[-1].episode > previous and monitor.episodes[-1].running,
                                10.0):
             return False
+        self.resets_wall.append((confirmed_wall, time.time()))
         monitor.hold(False)
         self._started = time.monotonic()
         self.holds.append((held, self._started))
@@ -194,6 +197,8 @@ class Harness:
         monitor = self.monitor
         if self.hold_resets and not self.new_episode():
             return "the controller did not hold, or the simulator did not start a new episode, within 10 s"
+        # The simulator ran episodes on its own while rtc_node was starting: none of them is counted.
+        self.episodes_before_first_command = monitor.episodes[-1].episodes_completed
         # Counted: the episodes that start from here (a reset by the harness, or the simulator's next).
         first = monitor.episodes[-1].episode + (0 if self.hold_resets else 1)
         self._seen = len(monitor.episodes)
@@ -280,7 +285,8 @@ def _summary(args, method: str, monitor: Monitor, harness: Harness, failure: str
                "guidance": args.guidance, "controller": args.controller,
                "emulated_latency_ms": args.emulated_latency_ms, "reset_handling": args.reset_handling,
                "episodes_completed": len(harness.episodes),
-               "episodes_succeeded": sum(e.success for e in harness.episodes)}
+               "episodes_succeeded": sum(e.success for e in harness.episodes),
+               "simulator_episodes_before_first_command": harness.episodes_before_first_command}
     if harness.episodes:
         summary["success_rate"] = summary["episodes_succeeded"] / summary["episodes_completed"]
         summary["episodes"] = [{"episode": e.episode, "success": e.success, "duration_s": e.duration_s}
@@ -289,8 +295,9 @@ def _summary(args, method: str, monitor: Monitor, harness: Harness, failure: str
         received = np.array([t for t, _, _ in monitor.commands])
         summary["commands_received"] = len(received)
         summary["command_rate_hz"] = float((len(received) - 1) / max(received[-1] - received[0], 1e-9))
-        resets = [(quiet, released) for quiet, (_, released) in zip(harness.quiet, harness.holds)]
-        summary["commands_received_during_resets"] = int(_in_holds(received, resets).sum())
+        # Stamped by the controller when it sent them: a monitor that is late to read them does not matter.
+        stamps = np.array([stamp for _, stamp, _ in monitor.commands])
+        summary["commands_sent_during_resets"] = int(_in_holds(stamps, harness.resets_wall).sum())
     status = monitor.status
     if status is not None:
         summary.update({

@@ -18,6 +18,6 @@ def test_episodes_complete_and_the_controller_holds_through_every_reset(tmp_path
     assert summary["episodes_completed"] == 2 and isinstance(summary["episodes_succeeded"], int)
     assert summary["emulated_latency_ms"] == 100.0 and summary["chunk_latency_ms"]["p50"] >= 100.0
     # Nothing reached the robot while it was reset; each episode began with a fresh, unguided chunk.
-    assert summary["commands_received_during_resets"] == 0
+    assert summary["commands_sent_during_resets"] == 0
     assert summary["fresh_chunks"] >= 2
     assert (tmp_path / "joints.png").stat().st_size > 0

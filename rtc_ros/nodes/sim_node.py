@@ -7,8 +7,10 @@ reports the task on ``/diagnostics`` (``success``, ``target_distance_m``). Inval
 With ``use_sim_time:=true`` it also publishes the simulated time on ``/clock`` (100 Hz), as a
 simulator does, so that nodes running on simulated time have a clock.
 
-Episodes: one ends at the time limit or, with ``end_episode_on_success``, at the first success
-(as the in-process evaluation counts them); ``~/episode`` carries every change. The next one
+Episodes: the world of one starts with the first command after its reset
+(``start_episode_on_first_command``: the policy's first chunk is made before the world moves, as
+in the in-process evaluation) and ends at the time limit or, with ``end_episode_on_success``, at
+the first success (as the in-process evaluation counts them); ``~/episode`` carries every change. The next one
 starts at once (``reset_on_episode_end``) or when a message arrives on ``~/reset``, as an
 evaluation harness that holds the controller during the reset wants it.
 """
@@ -46,6 +48,9 @@ _DECLARATIONS = {
                                    "false: when a message arrives on ~/reset"),
     "end_episode_on_success": (True, "End an episode at the first success (both cubes held), not only at "
                                      "the time limit"),
+    "start_episode_on_first_command": (True, "The world of an episode (its clock, time limit and moving cubes) "
+                                             "starts with the first command after the reset, as an evaluation "
+                                             "times a policy from when it takes control; false: at the reset"),
 }
 EPISODE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 """Every change of the episode reaches a harness, one that joins late included."""
@@ -63,6 +68,8 @@ class SimNode(Node):
         self.sim = BimanualSim(BimanualConfig(), np.random.default_rng(values["seed"]))
         self._reset_on_end = values["reset_on_episode_end"]
         self._end_on_success = values["end_episode_on_success"]
+        self._start_on_command = values["start_episode_on_first_command"]
+        self._waiting_for_command = self._start_on_command
         self.episode = 1
         self._running = True
         self._camera = values["camera_name"]
@@ -97,6 +104,7 @@ class SimNode(Node):
             return
         with self._lock:
             self.sim.set_command(positions)
+            self._waiting_for_command = False
 
     def _on_reset(self, message: Empty) -> None:
         with self._lock:
@@ -109,6 +117,7 @@ class SimNode(Node):
         self.sim.reset()
         self.episode += 1
         self._running = True
+        self._waiting_for_command = self._start_on_command
 
     def _run_physics(self) -> None:
         """Advance the simulator to wall time at absolute deadlines."""
@@ -118,7 +127,8 @@ class SimNode(Node):
             step_s = min(now - last, 0.1)
             changes = []
             with self._lock:
-                self.sim.step(step_s)
+                if not self._waiting_for_command:
+                    self.sim.step(step_s)
                 success = self.sim.task_success()
                 if self._running and (self.sim.episode_over or (self._end_on_success and success)):
                     self._running = False
