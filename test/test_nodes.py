@@ -336,6 +336,8 @@ def test_every_read_only_parameter_is_refused_while_running(graph, policy_path):
         result = node.set_parameters([Parameter(name, value=_another_value(value))])[0]
         assert not result.successful and "read-only" in result.reason, name
         assert node.get_parameter(name).value == value
+
+
 def test_emulated_latency_pads_inference_and_is_reported(graph, policy_path):
     """Every chunk takes at least the emulated 100 ms, and status and diagnostics say it is emulated."""
     statuses = graph.collect(RtcStatus, "rtc/status")

@@ -280,6 +280,8 @@ def test_the_control_process_takes_a_new_synchronous_pause_while_running():
         except queue.Empty:
             break
     assert (first_pause, second_pause) == (4, 6)
+
+
 def test_a_hold_stops_commanding_at_once_and_a_resume_starts_from_the_measured_positions():
     sent, modes = [], AtomicSlot()
     loop, chunks, states = _loop(sent, modes=modes)
