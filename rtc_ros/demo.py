@@ -460,6 +460,9 @@ def _compare_plot(runs: dict[str, tuple[dict, Monitor, Harness]], path: pathlib.
                 start = first + 25
                 break
         stop = min(start + int(window_s / period_s), len(commands))
+        if stop - start < 3:
+            axes[row, 0].set_ylabel(f"{method}\nno commands", fontsize=9)
+            continue
         ticks = np.arange(start, stop)
         position = commands[start:stop]
         velocity = np.gradient(position, period_s)
