@@ -413,7 +413,7 @@ class ControlProcess:
 
     @property
     def shared_memory_names(self) -> tuple[str, ...]:
-        """The segments in /dev/shm: chunks, state, reports, executor spec, period errors."""
+        """The segments in /dev/shm: chunks, state, reports, executor spec, period errors, modes."""
         return self._names
 
     @property
