@@ -26,7 +26,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource  # n
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from rtc_ros.msg import RtcStatus  # noqa: E402
-from rtc_ros.sim.bimanual import BimanualConfig  # noqa: E402
+from rtc_ros.sim.config import BimanualConfig  # noqa: E402
 
 COMMANDS = "/arm_controller/joint_trajectory"
 GLOBAL_TOPICS = {COMMANDS, "/diagnostics", "/rosout", "/parameter_events"}

@@ -22,7 +22,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource  # n
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from rtc_ros.msg import RtcStatus  # noqa: E402
-from rtc_ros.sim.bimanual import BimanualConfig  # noqa: E402
+from rtc_ros.sim.config import BimanualConfig  # noqa: E402
 
 
 @pytest.mark.launch_test

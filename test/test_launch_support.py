@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig
-from rtc_ros.sim.bimanual import BimanualConfig
+from rtc_ros.sim.config import BimanualConfig
 
 
 def skip_without_launch_testing() -> None:

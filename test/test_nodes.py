@@ -24,7 +24,7 @@ from rtc_ros.core import ControllerState, GuidanceMode  # noqa: E402
 from rtc_ros.nodes import parameters  # noqa: E402
 from rtc_ros.nodes.parameters import ControllerPlacement  # noqa: E402
 from rtc_ros.runtime.observation import ObservationError  # noqa: E402
-from rtc_ros.sim.bimanual import BimanualConfig  # noqa: E402
+from rtc_ros.sim.config import BimanualConfig  # noqa: E402
 
 JOINTS = list(BimanualConfig().joint_names)
 PROBE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)

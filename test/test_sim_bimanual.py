@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from rtc_ros.sim.bimanual import GRIPPER_INDEX, JOINTS_PER_ARM, BimanualConfig, BimanualSim, arm_slice
+from rtc_ros.sim.bimanual import BimanualSim
+from rtc_ros.sim.config import GRIPPER_INDEX, JOINTS_PER_ARM, BimanualConfig, arm_slice
 from rtc_ros.sim.kinematics import top_down_ik
 
 NOISELESS = dict(process_noise_std=(0.0,) * 14, position_noise_std=(0.0,) * 14,

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from rtc_ros.sim.bimanual import BimanualConfig, BimanualSim
+from rtc_ros.sim.bimanual import BimanualSim
+from rtc_ros.sim.config import BimanualConfig
 from rtc_ros.sim.dataset import generate_demonstrations, run_expert_episode
 from rtc_ros.sim.expert import ExpertConfig, ScriptedExpert, _Quintic
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from rtc_ros.sim.bimanual import BimanualConfig
+from rtc_ros.sim.config import BimanualConfig
 from rtc_ros.sim.kinematics import ArmLinks, UnreachableError, forward_kinematics, top_down_ik
 from rtc_ros.sim.render import PinholeCamera, convex_hull
 

@@ -35,7 +35,8 @@ from rtc_ros.nodes.controller_links import COMMAND_QOS
 from rtc_ros.nodes.messages import COMMAND_TYPES, array_to_image_message, command_positions
 from rtc_ros.nodes.parameters import CommandFormat
 from rtc_ros.nodes.runner import run
-from rtc_ros.sim.bimanual import BimanualConfig, BimanualSim
+from rtc_ros.sim.bimanual import BimanualSim
+from rtc_ros.sim.config import BimanualConfig
 
 _DECLARATIONS = {
     "command_format": ("joint_trajectory", "Command message the robot accepts (as the controller's)"),

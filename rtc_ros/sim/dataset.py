@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtc_ros.sim.bimanual import BimanualConfig, BimanualSim
+from rtc_ros.sim.bimanual import BimanualSim
+from rtc_ros.sim.config import BimanualConfig
 from rtc_ros.sim.expert import ExpertConfig, ScriptedExpert
 
 

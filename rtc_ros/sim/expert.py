@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtc_ros.sim.bimanual import ARMS, GRIPPER_INDEX, JOINTS_PER_ARM, BimanualConfig, arm_slice
+from rtc_ros.sim.config import ARMS, GRIPPER_INDEX, JOINTS_PER_ARM, BimanualConfig, arm_slice
 from rtc_ros.sim.kinematics import ARM_JOINTS, UnreachableError, forward_kinematics, top_down_ik
 
 # Peak |velocity| and |acceleration| of a rest-to-rest minimum-jerk move of size D over T.

@@ -22,7 +22,8 @@ from rtc_ros.policies.registry import BIMANUAL_DEMO_CHECKPOINT
 from rtc_ros.policies.reference import (
     AuxiliaryTask, ReferenceFlowPolicy, ReferencePolicyConfig, TrainingConfig, train_flow_policy,
 )
-from rtc_ros.sim.bimanual import BimanualConfig, BimanualSim
+from rtc_ros.sim.bimanual import BimanualSim
+from rtc_ros.sim.config import BimanualConfig
 from rtc_ros.sim.dataset import generate_demonstrations
 
 PREDICTION_HORIZON = 50
