@@ -73,10 +73,9 @@ class CompiledGuidedSampler:
         self._step = step
         self._taus = [k * step for k in range(num_steps)]
         self._guidance_weights = [guidance_weight(tau, beta) for tau in self._taus]
-        buffer = dict(device=device, dtype=policy.dtype)
-        self._noise = torch.zeros(self.shape, **buffer)
-        self._target = torch.zeros(self.shape, **buffer)
-        self._mask = torch.zeros((1, self.shape[1], 1), **buffer)
+        self._noise = torch.zeros(self.shape, device=device, dtype=policy.dtype)
+        self._target = torch.zeros(self.shape, device=device, dtype=policy.dtype)
+        self._mask = torch.zeros((1, self.shape[1], 1), device=device, dtype=policy.dtype)
         self._outputs: dict[GuidanceMode | None, torch.Tensor] = {}
         self._graphs: dict[GuidanceMode | None, torch.cuda.CUDAGraph] = {}
         self._context: Any = None
@@ -101,7 +100,7 @@ class CompiledGuidedSampler:
         with torch.no_grad():
             self._bind_context(context)
             self._noise.copy_(noise)
-            if mode is not None:
+            if previous_chunk is not None and weights is not None:  # _check: both or neither
                 self._target.copy_(previous_chunk)
                 self._mask.copy_(weights.reshape(self._mask.shape))
         if mode not in self._outputs:

@@ -45,8 +45,9 @@ def _check_inputs(noise, previous_chunk, weights, num_steps) -> None:
             f"previous_chunk must have the shape of noise {tuple(noise.shape)}, "
             f"got {tuple(previous_chunk.shape)} (right-pad the unexecuted actions to H)"
         )
-    if weights.shape != (noise.shape[1],):
-        raise ValueError(f"weights must have length H={noise.shape[1]}, got shape {tuple(weights.shape)}")
+    if weights is None or weights.shape != (noise.shape[1],):
+        shape = None if weights is None else tuple(weights.shape)
+        raise ValueError(f"weights must have length H={noise.shape[1]}, got shape {shape}")
     if not bool(torch.isfinite(previous_chunk).all()):
         raise ValueError("previous_chunk contains NaN or infinite values")
 
@@ -71,7 +72,7 @@ def guided_sample(
     _check_inputs(noise, previous_chunk, weights, num_steps)
     step = 1.0 / num_steps
     taus = [k * step for k in range(num_steps)]
-    if previous_chunk is None:
+    if previous_chunk is None or weights is None:  # _check_inputs: both or neither
         with torch.inference_mode():
             return euler_steps(velocity, noise, taus, step)
     target = previous_chunk.to(noise.dtype)
@@ -106,6 +107,8 @@ def euler_steps(
         for tau in taus:
             actions = actions + step * velocity(actions, tau)
         return actions
+    if target is None or mask is None:
+        raise ValueError("guided Euler steps need the target chunk and the mask W")
     if mode is GuidanceMode.STOP_GRADIENT:
         for tau, w in zip(taus, guidance_weights):
             v = velocity(actions, tau)

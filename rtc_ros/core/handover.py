@@ -130,7 +130,7 @@ class SharedMemorySlot(Generic[Item]):
             # The stamp read again after the copy: on x86-64's ordered loads, unchanged means the
             # writer had not started to overwrite the slot; the CRC of the copy covers the rest.
             if (copy.item(0) == sequence == self._slots[slot].item(0)
-                    and copy.item(1) == zlib.crc32(payload)):
+                    and copy.item(1) == zlib.crc32(payload.data)):
                 self._cached = self._decode(payload)
                 self._read_sequence = sequence
                 return self._cached
@@ -154,7 +154,7 @@ class SharedMemorySlot(Generic[Item]):
 
     def close(self, unlink: bool | None = None) -> None:
         """Detach, and remove the segment if ``unlink`` (by default: on the creating side)."""
-        self._slots = self._slot_payloads = self._sequence = self._words = None
+        del self._slots, self._slot_payloads, self._sequence, self._words  # views of the segment
         self._memory.close()
         if self._owner if unlink is None else unlink:
             self._memory.unlink()

@@ -218,7 +218,8 @@ class ChunkExecutor:
             return TickResult(self._last_action, -1, underrun=False, swapped=swapped, paused=True)
         self._publish(clock + 1, chunk, observed_delay)
         if 0 <= index < horizon:
-            action = self._ensembled(clock) if self.spec.ensembling else chunk.actions[..., index, :]
+            ensembling = self.spec.ensembling
+            action = self._ensembled(clock, ensembling) if ensembling else chunk.actions[..., index, :]
             self._last_action = action
             return TickResult(action, index, underrun=False, swapped=swapped, paused=False)
         self.underruns += 1
@@ -239,9 +240,9 @@ class ChunkExecutor:
         self._state = ControllerState(tick, chunk.sequence, chunk.start_tick, observed_delay,
                                       self._state.run_id, self._state.epoch, self._state.holding)
 
-    def _ensembled(self, clock: int) -> np.ndarray:
+    def _ensembled(self, clock: int, ensembling: TemporalEnsembling) -> np.ndarray:
         covering = [c for c in self._ensemble if 0 <= clock - c.start_tick < c.prediction_horizon]
-        weights = np.exp(-self.spec.ensembling.decay * np.arange(len(covering)))
+        weights = np.exp(-ensembling.decay * np.arange(len(covering)))
         stacked = np.stack([c.actions[..., clock - c.start_tick, :] for c in covering])
         return np.tensordot(weights / weights.sum(), stacked, axes=1)
 
@@ -373,7 +374,7 @@ class InferencePlanner:
         self._pending = None
 
     def _complete(self, state: ControllerState) -> None:
-        if not self._pending.warmup:
+        if self._pending is not None and not self._pending.warmup:
             self.delays.record(state.observed_delay)
         self._pending = None
 

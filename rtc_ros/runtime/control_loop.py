@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from multiprocessing import shared_memory
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -50,6 +50,13 @@ from rtc_ros.runtime.stats import RollingStats
 
 
 _LOG = logging.getLogger(__name__)
+
+
+class StopSignal(Protocol):
+    """What ends :meth:`ControlLoop.run`: a ``threading.Event`` or the control process's condition."""
+
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 class Slot(Protocol):
@@ -110,8 +117,9 @@ class ControllerReport:
     @classmethod
     def from_array(cls, values: np.ndarray) -> "ControllerReport":
         kinds = [f.type for f in dataclasses.fields(cls)]
-        return cls(*(bool(v) if k in ("bool", bool) else int(v) if k in ("int", int) else float(v)
-                     for k, v in zip(kinds, values)))
+        fields: list[Any] = [bool(v) if k in ("bool", bool) else int(v) if k in ("int", int) else float(v)
+                             for k, v in zip(kinds, values)]
+        return cls(*fields)
 
 
 _REPORT_WORDS = len(dataclasses.fields(ControllerReport))
@@ -233,7 +241,7 @@ class ControlLoop:
                 self.in_chunk_steps_rad.add(step_rad)
         self._last_command, self._last_index = command, result.chunk_index
 
-    def run(self, stop: threading.Event, duration_s: float | None = None) -> None:
+    def run(self, stop: StopSignal, duration_s: float | None = None) -> None:
         """Tick at absolute deadlines until ``stop`` is set (or ``duration_s`` elapsed).
 
         The calling thread has the real-time settings for that time, and the garbage collector
@@ -253,7 +261,7 @@ class ControlLoop:
             finally:
                 self._garbage.stop()
 
-    def _tick_until(self, stop: threading.Event, duration_s: float | None) -> None:
+    def _tick_until(self, stop: StopSignal, duration_s: float | None) -> None:
         start = time.monotonic()
         deadline = start
         next_safe_point = start + self._safe_point_period_s
@@ -434,7 +442,7 @@ class ControlProcess:
                 self._process.kill()
                 self._process.join()
         self._final_report = self.report()
-        self._final_period_errors = self._period_errors.values()
+        self._final_period_errors = self.period_errors_ms()
         self._period_errors = None  # its arrays are views of the memory: released before closing it
         for slot in (self._chunks, self._states, self._reports, self._executor_specs, self._modes):
             slot.close()
@@ -471,8 +479,8 @@ class _StopOrOrphaned:
             self.orphaned = True
         return self.orphaned or self.terminated or self._event.is_set()
 
-    def wait(self, timeout_s: float) -> bool:
-        time.sleep(timeout_s)
+    def wait(self, timeout: float | None = None) -> bool:
+        time.sleep(timeout or 0.0)
         return self.is_set()
 
 
@@ -519,7 +527,7 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, ...], stop
         for slot in (chunks, states, reports, executor_specs, modes):
             # An orphan removes the shared memory its dead parent created and can no longer remove.
             slot.close(unlink=stop.orphaned)
-        loop.period_errors_ms = None  # its arrays are views of the memory: released before closing it
+        del loop.period_errors_ms  # its arrays are views of the memory: released before closing it
         period_errors_memory.close()
         if stop.orphaned:
             period_errors_memory.unlink()

@@ -140,9 +140,9 @@ class InferenceWorker:
         started = time.perf_counter()
         request = self.planner.plan(state, self._current)
         unexecuted = None if request.warmup else torch.from_numpy(np.array(request.unexecuted))[None].float()
-        actions = self.generator.generate(_tensors(observation), unexecuted, request.inference_delay,
-                                          request.execution_horizon)
-        actions = actions[0].detach().to("cpu", torch.float64).numpy()
+        generated = self.generator.generate(_tensors(observation), unexecuted, request.inference_delay,
+                                            request.execution_horizon)
+        actions = generated[0].detach().to("cpu", torch.float64).numpy()
         if self._action_limits is not None:
             clipped = np.clip(actions, *self._action_limits)
             self.actions_clipped += int(np.count_nonzero(clipped != actions))

@@ -106,11 +106,11 @@ def realtime(settings: RealtimeSettings) -> Iterator[RealtimeStatus]:
                            f"CPUs available: {list(_cpus())})")
     locked = False
     if settings.lock_memory:
-        error = _mlockall()
-        if error is None:
+        mlock_error = _mlockall()
+        if mlock_error is None:
             locked = True
         else:
-            refused.append(f"locked memory ({error}, memlock limit {_limit('RLIMIT_MEMLOCK', 1024, ' kB')})")
+            refused.append(f"locked memory ({mlock_error}, memlock limit {_limit('RLIMIT_MEMLOCK', 1024, ' kB')})")
     try:
         yield RealtimeStatus(priority, _cpus(), locked, tuple(refused))
     finally:
