@@ -19,7 +19,7 @@ from rtc_ros.nodes.parameters import ControllerPlacement  # noqa: E402
 from rtc_ros.policies.lerobot.model import lerobot_available  # noqa: E402
 from rtc_ros.policies.make_checkpoint import make_checkpoint  # noqa: E402
 from rtc_ros.policies.registry import PolicyLoadError  # noqa: E402
-from rtc_ros.sim.bimanual import BimanualConfig  # noqa: E402
+from rtc_ros.sim.config import BimanualConfig  # noqa: E402
 from test_nodes import PROBE_QOS  # noqa: E402
 
 SMOLVLA_MISSING = lerobot_available("smolvla")

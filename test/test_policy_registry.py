@@ -15,7 +15,7 @@ from rtc_ros.policies.lerobot.model import lerobot_available
 from rtc_ros.policies.registry import (
     PolicyKind, PolicyLoadError, RobotSetup, detect_kind, example_observation, load_policy,
 )
-from rtc_ros.sim.bimanual import BimanualConfig
+from rtc_ros.sim.config import BimanualConfig
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 SMOLVLA_MISSING = lerobot_available("smolvla")

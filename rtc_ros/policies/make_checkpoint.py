@@ -26,7 +26,7 @@ BUILTIN_FILE = "policy.pt"
 
 def simulated_robot() -> RobotDescription:
     """The simulated bimanual robot's joints and its one camera, as config/bimanual.yaml sets them."""
-    from rtc_ros.sim.bimanual import BimanualConfig
+    from rtc_ros.sim.config import BimanualConfig
     sim = BimanualConfig()
     return RobotDescription(tuple(sim.joint_names), tuple(sim.position_lower), tuple(sim.position_upper),
                             ("top",), sim.image_height, sim.image_width)

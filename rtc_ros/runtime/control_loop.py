@@ -32,7 +32,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 import time
 import uuid
 from multiprocessing import shared_memory
