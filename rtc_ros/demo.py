@@ -19,6 +19,7 @@ runs each method through the same ROS path in turn and writes DIR/compare.json a
 DIR/compare.png (one joint's position, velocity and acceleration around several seams, a row
 per method, as in the paper's Fig. 1), with each method's own run in DIR/<method>/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,10 @@ limit a servo moves 0.03 rad between two 100 Hz samples."""
 
 _ARM_JOINTS = slice(0, 6), slice(7, 13)
 
+_NO_NEW_EPISODE = (
+    "the controller did not hold, or the simulator did not start a new episode, within 10 s"
+)
+
 
 def config_path() -> pathlib.Path:
     """The source tree's config, else the installed share/rtc_ros/config."""
@@ -50,11 +55,17 @@ def config_path() -> pathlib.Path:
     return pathlib.Path(sys.prefix) / "share" / "rtc_ros" / "config" / "bimanual.yaml"
 
 
-def start_node_process(module: str, ros_args: list[str], log: pathlib.Path, env: dict) -> subprocess.Popen:
+def start_node_process(
+    module: str, ros_args: list[str], log: pathlib.Path, env: dict
+) -> subprocess.Popen:
     # SIGINT must reach the node (a background child of a script starts with it ignored).
-    return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args], env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [sys.executable, "-m", module, "--ros-args", *ros_args],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 @dataclasses.dataclass
@@ -70,7 +81,8 @@ class EpisodeRecord:
 
 class Monitor:
     """A plain rclpy node recording what a person would watch with ros2 topic echo, and the
-    evaluation harness: it holds the controller and resets the robot between episodes."""
+    evaluation harness: it holds the controller and resets the robot between episodes.
+    """
 
     def __init__(self, context) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
@@ -100,14 +112,27 @@ class Monitor:
         self.inference: dict[str, str] = {}
         now = time.monotonic
         every_message = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(JointState, "joint_states", lambda m: self.joint_states.append(
-            (now(), list(m.name), np.array(m.position))), qos_profile_sensor_data)
-        self.node.create_subscription(JointTrajectory, "commands", lambda m: self.commands.append(
-            (now(), _stamp_s(m.header), np.array(m.points[0].positions))), every_message)
-        self.node.create_subscription(ActionChunk, "rtc/chunks", lambda m: self.chunks.append((now(), m)),
-                                      CHUNK_QOS)
+        self.node.create_subscription(
+            JointState,
+            "joint_states",
+            lambda m: self.joint_states.append((now(), list(m.name), np.array(m.position))),
+            qos_profile_sensor_data,
+        )
+        self.node.create_subscription(
+            JointTrajectory,
+            "commands",
+            lambda m: self.commands.append(
+                (now(), _stamp_s(m.header), np.array(m.points[0].positions))
+            ),
+            every_message,
+        )
+        self.node.create_subscription(
+            ActionChunk, "rtc/chunks", lambda m: self.chunks.append((now(), m)), CHUNK_QOS
+        )
         self.node.create_subscription(RtcStatus, "rtc/status", self._on_status, 10)
-        self.node.create_subscription(Episode, "bimanual_sim/episode", self._on_episode, EPISODE_QOS)
+        self.node.create_subscription(
+            Episode, "bimanual_sim/episode", self._on_episode, EPISODE_QOS
+        )
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self._hold = self.node.create_publisher(Bool, "rtc/hold", CHUNK_QOS)
         self._reset = self.node.create_publisher(Empty, "bimanual_sim/reset", 10)
@@ -145,9 +170,12 @@ def _stamp_s(header) -> float:
 class Harness:
     """Spins the monitor and runs episodes. With ``hold_resets`` it holds the controller, resets
     the robot and releases the hold between episodes, as on a robot; without, the simulator
-    resets itself while the controller runs on (a robot without reset handling)."""
+    resets itself while the controller runs on (a robot without reset handling).
+    """
 
-    def __init__(self, monitor: Monitor, executor, nodes: dict[str, subprocess.Popen], hold_resets: bool) -> None:
+    def __init__(
+        self, monitor: Monitor, executor, nodes: dict[str, subprocess.Popen], hold_resets: bool
+    ) -> None:
         self.monitor, self._executor, self._nodes = monitor, executor, nodes
         self.hold_resets = hold_resets
         self.episodes: list[EpisodeRecord] = []
@@ -172,19 +200,24 @@ class Harness:
         return True
 
     def new_episode(self) -> bool:
-        """Hold the controller, reset the robot, release: the next episode starts from a fresh chunk."""
+        """Hold the controller, reset the robot, release: the next episode starts from a fresh
+        chunk.
+        """
         monitor = self.monitor
         held = time.monotonic()
         monitor.statuses_since_hold = []
         monitor.hold(True)
         # The robot is reset once the controller says it holds: from then on it commands nothing.
-        if not self.spin_until(lambda: any(status.holding for status in monitor.statuses_since_hold), 10.0):
+        if not self.spin_until(
+            lambda: any(status.holding for status in monitor.statuses_since_hold), 10.0
+        ):
             return False
         confirmed_wall = time.time()
         previous = monitor.episodes[-1].episode
         monitor.reset_robot()
-        if not self.spin_until(lambda: monitor.episodes[-1].episode > previous and monitor.episodes[-1].running,
-                               10.0):
+        if not self.spin_until(
+            lambda: monitor.episodes[-1].episode > previous and monitor.episodes[-1].running, 10.0
+        ):
             return False
         self.resets_wall.append((confirmed_wall, time.time()))
         monitor.hold(False)
@@ -193,33 +226,51 @@ class Harness:
         return True
 
     def run(self, episodes: int, duration_s: float) -> str:
-        """Episodes until ``episodes`` ended (or ``duration_s`` passed when 0); a failure, or ""."""
+        """Episodes until ``episodes`` ended (or ``duration_s`` passed when 0); a failure, or
+        "".
+        """
         monitor = self.monitor
         if self.hold_resets and not self.new_episode():
-            return "the controller did not hold, or the simulator did not start a new episode, within 10 s"
-        # The simulator ran episodes on its own while rtc_node was starting: none of them is counted.
+            return _NO_NEW_EPISODE
+        # The simulator ran episodes on its own while rtc_node was starting: none of them is
+        # counted.
         self.episodes_before_first_command = monitor.episodes[-1].episodes_completed
-        # Counted: the episodes that start from here (a reset by the harness, or the simulator's next).
+        # Counted: the episodes that start from here (a reset by the harness, or the simulator's
+        # next).
         first = monitor.episodes[-1].episode + (0 if self.hold_resets else 1)
         self._seen = len(monitor.episodes)
         self._started = time.monotonic()
         deadline = time.monotonic() + (duration_s if episodes == 0 else episodes * 60.0)
-        while self.alive() and time.monotonic() < deadline and (episodes == 0 or len(self.episodes) < episodes):
+        while (
+            self.alive()
+            and time.monotonic() < deadline
+            and (episodes == 0 or len(self.episodes) < episodes)
+        ):
             self._executor.spin_once(timeout_sec=0.01)
-            for message in monitor.episodes[self._seen:]:
+            for message in monitor.episodes[self._seen :]:
                 self._seen += 1
                 if message.running:
                     self._started = time.monotonic()
                     continue
                 if message.episode < first:
                     continue
-                self.episodes.append(EpisodeRecord(message.episode, bool(message.success), float(message.time_s),
-                                                   self._started, time.monotonic()))
-                print(f"episode {len(self.episodes)}: {'success' if message.success else 'failure'} "
-                      f"after {message.time_s:.2f} s", flush=True)
+                self.episodes.append(
+                    EpisodeRecord(
+                        message.episode,
+                        bool(message.success),
+                        float(message.time_s),
+                        self._started,
+                        time.monotonic(),
+                    )
+                )
+                print(
+                    f"episode {len(self.episodes)}: {'success' if message.success else 'failure'} "
+                    f"after {message.time_s:.2f} s",
+                    flush=True,
+                )
                 if self.hold_resets and (episodes == 0 or len(self.episodes) < episodes):
                     if not self.new_episode():
-                        return "the controller did not hold, or the simulator did not start a new episode, within 10 s"
+                        return _NO_NEW_EPISODE
                     self._seen = len(monitor.episodes)
                 break
         if episodes and len(self.episodes) < episodes and self.alive():
@@ -235,7 +286,9 @@ def _in_holds(times: np.ndarray, holds: list[tuple[float, float]]) -> np.ndarray
 
 
 def _seam_indices(monitor: Monitor) -> tuple[np.ndarray, np.ndarray]:
-    """Command indices where a chunk swap happened (guided chunks) and where a fresh chunk started."""
+    """Command indices where a chunk swap happened (guided chunks) and where a fresh chunk
+    started.
+    """
     stamps = np.array([s for _, s, _ in monitor.commands])
     seams, fresh = [], []
     for _, chunk in monitor.chunks:
@@ -245,8 +298,10 @@ def _seam_indices(monitor: Monitor) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _frozen_prefix_mismatch(monitor: Monitor) -> list[float]:
-    """Per guided chunk: largest gap between its first d actions and the previous chunk's actions it
-    replaces; a fresh chunk (the first after a reset) replaces none and is left out."""
+    """Per guided chunk: largest gap between its first d actions and the previous chunk's actions
+    it
+    replaces; a fresh chunk (the first after a reset) replaces none and is left out.
+    """
     mismatches = []
     for (_, old), (_, new) in zip(monitor.chunks, monitor.chunks[1:]):
         s, d = new.execution_horizon, max(int(new.inference_delay), 1)
@@ -254,7 +309,7 @@ def _frozen_prefix_mismatch(monitor: Monitor) -> list[float]:
             continue
         old_actions = np.array(old.actions).reshape(old.prediction_horizon, old.action_dim)
         new_actions = np.array(new.actions).reshape(new.prediction_horizon, new.action_dim)
-        mismatches.append(float(np.abs(new_actions[:d] - old_actions[s:s + d]).max()))
+        mismatches.append(float(np.abs(new_actions[:d] - old_actions[s : s + d]).max()))
     return mismatches
 
 
@@ -265,12 +320,14 @@ def _mean_jerk(monitor: Monitor, holds: list[tuple[float, float]], period_s: flo
     received = np.array([t for t, _, _ in monitor.commands])
     commands = np.array([c for _, _, c in monitor.commands])
     arm = np.concatenate([commands[:, joints] for joints in _ARM_JOINTS], axis=1)
-    jerk = np.abs(np.diff(arm, n=3, axis=0)).max(axis=1) / period_s ** 3
+    jerk = np.abs(np.diff(arm, n=3, axis=0)).max(axis=1) / period_s**3
     # A third difference spans four commands: all of them inside one episode.
-    episode_start = np.concatenate([[0], np.flatnonzero(np.diff(_in_holds(received, holds).astype(int)) == -1) + 1])
+    episode_start = np.concatenate(
+        [[0], np.flatnonzero(np.diff(_in_holds(received, holds).astype(int)) == -1) + 1]
+    )
     valid = np.ones(len(jerk), dtype=bool)
     for start in episode_start:
-        valid[max(start - 3, 0):start] = False
+        valid[max(start - 3, 0) : start] = False
     valid &= ~_in_holds(received[3:], holds) & ~_in_holds(received[:-3], holds)
     return float(jerk[valid].mean()) if valid.any() else float("nan")
 
@@ -280,40 +337,67 @@ def _float(values: dict[str, str], key: str) -> float | None:
     return None if value in (None, "nan") else float(value)
 
 
-def _summary(args, method: str, monitor: Monitor, harness: Harness, failure: str, exit_codes: dict) -> dict:
-    summary = {"ok": not failure, "failure": failure, "exit_codes": exit_codes, "method": method,
-               "guidance": args.guidance, "controller": args.controller,
-               "emulated_latency_ms": args.emulated_latency_ms, "reset_handling": args.reset_handling,
-               "episodes_completed": len(harness.episodes),
-               "episodes_succeeded": sum(e.success for e in harness.episodes),
-               "simulator_episodes_before_first_command": harness.episodes_before_first_command}
+def _summary(
+    args, method: str, monitor: Monitor, harness: Harness, failure: str, exit_codes: dict
+) -> dict:
+    summary = {
+        "ok": not failure,
+        "failure": failure,
+        "exit_codes": exit_codes,
+        "method": method,
+        "guidance": args.guidance,
+        "controller": args.controller,
+        "emulated_latency_ms": args.emulated_latency_ms,
+        "reset_handling": args.reset_handling,
+        "episodes_completed": len(harness.episodes),
+        "episodes_succeeded": sum(e.success for e in harness.episodes),
+        "simulator_episodes_before_first_command": harness.episodes_before_first_command,
+    }
     if harness.episodes:
         summary["success_rate"] = summary["episodes_succeeded"] / summary["episodes_completed"]
-        summary["episodes"] = [{"episode": e.episode, "success": e.success, "duration_s": e.duration_s}
-                               for e in harness.episodes]
+        summary["episodes"] = [
+            {"episode": e.episode, "success": e.success, "duration_s": e.duration_s}
+            for e in harness.episodes
+        ]
     if monitor.commands:
         received = np.array([t for t, _, _ in monitor.commands])
         summary["commands_received"] = len(received)
-        summary["command_rate_hz"] = float((len(received) - 1) / max(received[-1] - received[0], 1e-9))
-        # Stamped by the controller when it sent them: a monitor that is late to read them does not matter.
+        summary["command_rate_hz"] = float(
+            (len(received) - 1) / max(received[-1] - received[0], 1e-9)
+        )
+        # Stamped by the controller when it sent them: a monitor that is late to read them does
+        # not matter.
         stamps = np.array([stamp for _, stamp, _ in monitor.commands])
         summary["commands_sent_during_resets"] = int(_in_holds(stamps, harness.resets_wall).sum())
     status = monitor.status
     if status is not None:
-        summary.update({
-            "commands_published": int(status.commands_published), "swaps": int(status.swaps),
-            "underruns": int(status.underruns), "delays": list(status.delay_history),
-            "inference_delay_estimate": int(status.inference_delay_estimate),
-            "execution_horizon": int(status.execution_horizon),
-            "controller_period_error_ms": {"p50": status.controller_period_error_p50_ms,
-                                           "p99": status.controller_period_error_p99_ms,
-                                           "max": status.controller_period_error_max_ms},
-            "chunk_latency_ms": {"p50": status.chunk_latency_p50_ms, "p95": status.chunk_latency_p95_ms,
-                                 "max": status.chunk_latency_max_ms},
-            "rejected_observations": int(status.rejected_observations), "device": status.device})
+        summary.update(
+            {
+                "commands_published": int(status.commands_published),
+                "swaps": int(status.swaps),
+                "underruns": int(status.underruns),
+                "delays": list(status.delay_history),
+                "inference_delay_estimate": int(status.inference_delay_estimate),
+                "execution_horizon": int(status.execution_horizon),
+                "controller_period_error_ms": {
+                    "p50": status.controller_period_error_p50_ms,
+                    "p99": status.controller_period_error_p99_ms,
+                    "max": status.controller_period_error_max_ms,
+                },
+                "chunk_latency_ms": {
+                    "p50": status.chunk_latency_p50_ms,
+                    "p95": status.chunk_latency_p95_ms,
+                    "max": status.chunk_latency_max_ms,
+                },
+                "rejected_observations": int(status.rejected_observations),
+                "device": status.device,
+            }
+        )
     guided = [c for _, c in monitor.chunks if c.execution_horizon > 0]
     summary["fresh_chunks"] = len(monitor.chunks) - len(guided)
-    summary["observed_delays"] = sorted({int(d) for d in status.delay_history}) if status is not None else []
+    summary["observed_delays"] = (
+        sorted({int(d) for d in status.delay_history}) if status is not None else []
+    )
     summary["chunk_inference_delays"] = sorted({int(c.inference_delay) for c in guided})
     mismatches = _frozen_prefix_mismatch(monitor)
     controller = monitor.controller
@@ -325,22 +409,34 @@ def _summary(args, method: str, monitor: Monitor, harness: Harness, failure: str
         "frozen_prefix_mismatch_p50_rad": float(np.median(mismatches)) if mismatches else None,
         "mean_jerk_rad_s3": _mean_jerk(monitor, harness.holds, 0.02),
     }
-    summary["paused_ticks"] = int(controller["paused_ticks"]) if "paused_ticks" in controller else None
-    for key, values in (("clamped_commands", controller), ("actions_clipped_to_limits", monitor.inference)):
+    summary["paused_ticks"] = (
+        int(controller["paused_ticks"]) if "paused_ticks" in controller else None
+    )
+    for key, values in (
+        ("clamped_commands", controller),
+        ("actions_clipped_to_limits", monitor.inference),
+    ):
         summary[key] = int(values[key]) if key in values else None
-    summary["observation_age_ms"] = {"p50": _float(monitor.observations, "observation_age_p50_ms"),
-                                     "max": _float(monitor.observations, "observation_age_max_ms")}
+    summary["observation_age_ms"] = {
+        "p50": _float(monitor.observations, "observation_age_p50_ms"),
+        "max": _float(monitor.observations, "observation_age_max_ms"),
+    }
     summary["task"] = monitor.task
     return summary
 
 
 def _plot(monitor: Monitor, harness: Harness, path: pathlib.Path, start: float) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = monitor.joint_states[0][1]
-    columns = [i for i, n in enumerate(names) if n.startswith(PLOTTED_ARM + "_") and not n.endswith("gripper")]
+    columns = [
+        i
+        for i, n in enumerate(names)
+        if n.startswith(PLOTTED_ARM + "_") and not n.endswith("gripper")
+    ]
     times = np.array([t for t, _, _ in monitor.joint_states]) - start
     positions = np.array([p[columns] for _, _, p in monitor.joint_states])
     velocity = np.gradient(positions, times, axis=0)
@@ -354,8 +450,11 @@ def _plot(monitor: Monitor, harness: Harness, path: pathlib.Path, start: float) 
         velocity[window] = np.nan
         acceleration[window] = np.nan
     figure, axes = plt.subplots(3, 1, figsize=(12, 9), sharex=True)
-    for axis, values, label in zip(axes, (positions, velocity, acceleration),
-                                   ("position (rad)", "velocity (rad/s)", "acceleration (rad/s²)")):
+    for axis, values, label in zip(
+        axes,
+        (positions, velocity, acceleration),
+        ("position (rad)", "velocity (rad/s)", "acceleration (rad/s²)"),
+    ):
         for k, column in enumerate(columns):
             axis.plot(times, values[:, k], linewidth=1.0, label=names[column])
         for seam, chunk in monitor.chunks:
@@ -366,8 +465,10 @@ def _plot(monitor: Monitor, harness: Harness, path: pathlib.Path, start: float) 
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize=7, ncol=3)
-    axes[0].set_title(f"{PLOTTED_ARM} arm, measured joint states; dashed: chunk seams; "
-                      "red: controller held while the robot is reset between episodes")
+    axes[0].set_title(
+        f"{PLOTTED_ARM} arm, measured joint states; dashed: chunk seams; "
+        "red: controller held while the robot is reset between episodes"
+    )
     axes[2].set_xlabel("time since first command (s)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -380,23 +481,44 @@ def run(args, method: str, output: pathlib.Path) -> tuple[dict, Monitor, Harness
 
     output.mkdir(parents=True, exist_ok=True)
     domain = 100 + os.getpid() % 100
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(domain),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        PYTHONUNBUFFERED="1",
+    )
     os.environ.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     config = str(config_path())
-    rtc_parameters = {"controller": args.controller, "guidance": args.guidance, "device": args.device,
-                      "method": method, "emulated_latency_ms": float(args.emulated_latency_ms)}
+    rtc_parameters = {
+        "controller": args.controller,
+        "guidance": args.guidance,
+        "device": args.device,
+        "method": method,
+        "emulated_latency_ms": float(args.emulated_latency_ms),
+    }
     if args.policy:
         rtc_parameters["policy"] = args.policy
     if args.task:
         rtc_parameters["task"] = args.task
     nodes = {
-        "sim_node": start_node_process("rtc_ros.nodes.sim_node", [
-            "--params-file", config, "-p", f"reset_on_episode_end:={str(args.reset_handling == 'none').lower()}"],
-            output / "sim_node.log", env),
-        "rtc_node": start_node_process("rtc_ros.nodes.rtc_node", ["--params-file", config] + [
-            a for name, value in rtc_parameters.items() for a in ("-p", f"{name}:={value}")],
-            output / "rtc_node.log", env),
+        "sim_node": start_node_process(
+            "rtc_ros.nodes.sim_node",
+            [
+                "--params-file",
+                config,
+                "-p",
+                f"reset_on_episode_end:={str(args.reset_handling == 'none').lower()}",
+            ],
+            output / "sim_node.log",
+            env,
+        ),
+        "rtc_node": start_node_process(
+            "rtc_ros.nodes.rtc_node",
+            ["--params-file", config]
+            + [a for name, value in rtc_parameters.items() for a in ("-p", f"{name}:={value}")],
+            output / "rtc_node.log",
+            env,
+        ),
     }
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
@@ -406,15 +528,25 @@ def run(args, method: str, output: pathlib.Path) -> tuple[dict, Monitor, Harness
     harness = Harness(monitor, executor, nodes, hold_resets=args.reset_handling == "hold")
     failure = ""
     try:
-        print(f"{method}: starting sim_node and rtc_node on ROS_DOMAIN_ID={domain} (logs in {output}) ...",
-              flush=True)
-        if not harness.spin_until(lambda: monitor.commands and monitor.episodes, args.startup_timeout):
+        print(
+            f"{method}: starting sim_node and rtc_node on ROS_DOMAIN_ID={domain} (logs in "
+            f"{output}) ...",
+            flush=True,
+        )
+        if not harness.spin_until(
+            lambda: monitor.commands and monitor.episodes, args.startup_timeout
+        ):
             failure = "no command within the start-up timeout"
         else:
-            print("first command received; running " + (f"{args.episodes} episodes" if args.episodes
-                                                        else f"for {args.duration:.0f} s"), flush=True)
+            print(
+                "first command received; running "
+                + (f"{args.episodes} episodes" if args.episodes else f"for {args.duration:.0f} s"),
+                flush=True,
+            )
             failure = harness.run(args.episodes, args.duration)
-            harness.spin_until(lambda: False, 1.5)  # the controller's last report reaches /diagnostics
+            harness.spin_until(
+                lambda: False, 1.5
+            )  # the controller's last report reaches /diagnostics
         crashed = [name for name, p in nodes.items() if p.poll() is not None]
         if crashed and not failure:
             failure = f"{', '.join(crashed)} exited early (see {output}/<node>.log)"
@@ -437,15 +569,21 @@ def run(args, method: str, output: pathlib.Path) -> tuple[dict, Monitor, Harness
     return summary, monitor, harness
 
 
-def _compare_plot(runs: dict[str, tuple[dict, Monitor, Harness]], path: pathlib.Path, window_s: float = 2.0) -> None:
+def _compare_plot(
+    runs: dict[str, tuple[dict, Monitor, Harness]], path: pathlib.Path, window_s: float = 2.0
+) -> None:
     """The paper's Fig. 1 from the ROS runs: one joint's commanded position, velocity and
-    acceleration over ``window_s`` in the middle of an episode, one row per method, seams marked."""
+    acceleration over ``window_s`` in the middle of an episode, one row per method, seams marked.
+    """
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     period_s = 0.02
-    figure, axes = plt.subplots(len(runs), 3, figsize=(13, 2.1 * len(runs) + 0.6), sharex=True, squeeze=False)
+    figure, axes = plt.subplots(
+        len(runs), 3, figsize=(13, 2.1 * len(runs) + 0.6), sharex=True, squeeze=False
+    )
     for row, (method, (summary, monitor, harness)) in enumerate(runs.items()):
         names = monitor.joint_states[0][1] if monitor.joint_states else []
         joint = names.index(COMPARED_JOINT) if COMPARED_JOINT in names else 1
@@ -467,24 +605,43 @@ def _compare_plot(runs: dict[str, tuple[dict, Monitor, Harness]], path: pathlib.
         position = commands[start:stop]
         velocity = np.gradient(position, period_s)
         acceleration = np.gradient(velocity, period_s)
-        for column, (values, label) in enumerate(zip((position, velocity, acceleration),
-                                                     ("position (rad)", "velocity (rad/s)", "accel. (rad/s²)"))):
+        for column, (values, label) in enumerate(
+            zip(
+                (position, velocity, acceleration),
+                ("position (rad)", "velocity (rad/s)", "accel. (rad/s²)"),
+            )
+        ):
             axis = axes[row, column]
             axis.plot((ticks - start) * period_s, values, linewidth=1.2, color="tab:blue")
             for seam in seams[(seams >= start) & (seams < stop)]:
-                axis.axvline((seam - start) * period_s, color="tab:red", linewidth=0.8, linestyle="--")
+                axis.axvline(
+                    (seam - start) * period_s, color="tab:red", linewidth=0.8, linestyle="--"
+                )
             axis.grid(alpha=0.3)
             if row == 0:
                 axis.set_title(label)
             if row == len(runs) - 1:
                 axis.set_xlabel("time (s)")
         seam_p50 = summary["seam_continuity"]["command_step_at_seams_p50_rad"]
-        axes[row, 0].set_ylabel(f"{method}\n{summary.get('episodes_succeeded', 0)}/"
-                                f"{summary.get('episodes_completed', 0)} ok", fontsize=9)
+        axes[row, 0].set_ylabel(
+            f"{method}\n{summary.get('episodes_succeeded', 0)}/"
+            f"{summary.get('episodes_completed', 0)} ok",
+            fontsize=9,
+        )
         if seam_p50 is not None:
-            axes[row, 2].text(0.99, 0.95, f"seam step p50 {seam_p50:.3f} rad", transform=axes[row, 2].transAxes,
-                              ha="right", va="top", fontsize=8)
-    figure.suptitle(f"{COMPARED_JOINT} command through ROS at the same emulated latency; red dashes: chunk seams")
+            axes[row, 2].text(
+                0.99,
+                0.95,
+                f"seam step p50 {seam_p50:.3f} rad",
+                transform=axes[row, 2].transAxes,
+                ha="right",
+                va="top",
+                fontsize=8,
+            )
+    figure.suptitle(
+        f"{COMPARED_JOINT} command through ROS at the same emulated latency; red dashes: chunk "
+        "seams"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -493,40 +650,72 @@ def _compare_plot(runs: dict[str, tuple[dict, Monitor, Harness]], path: pathlib.
 def _compare_row(summary: dict) -> dict:
     seams = summary["seam_continuity"]
     return {
-        "episodes": summary["episodes_completed"], "successes": summary["episodes_succeeded"],
+        "episodes": summary["episodes_completed"],
+        "successes": summary["episodes_succeeded"],
         "seam_step_p50_rad": seams["command_step_at_seams_p50_rad"],
         "seam_step_max_rad": seams["command_step_at_seams_max_rad"],
         "in_chunk_step_p50_rad": seams["command_step_inside_chunks_p50_rad"],
         "mean_jerk_rad_s3": seams["mean_jerk_rad_s3"],
-        "paused_ticks": summary["paused_ticks"], "underruns": summary.get("underruns"),
-        "observed_delays": summary["observed_delays"], "ok": summary["ok"],
+        "paused_ticks": summary["paused_ticks"],
+        "underruns": summary.get("underruns"),
+        "observed_delays": summary["observed_delays"],
+        "ok": summary["ok"],
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     from rtc_ros.core.config import Method, parse_enum
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--episodes", type=int, default=0,
-                        help="run this many complete episodes, then stop (0: run for --duration)")
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds to run when --episodes is 0")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        default=0,
+        help="run this many complete episodes, then stop (0: run for --duration)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=30.0, help="seconds to run when --episodes is 0"
+    )
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("demo_out"))
-    parser.add_argument("--method", default=Method.RTC_SOFT.value, help=", ".join(m.value for m in Method))
-    parser.add_argument("--compare", default="",
-                        help="comma-separated methods to run one after the other through the same ROS path")
-    parser.add_argument("--controller", choices=("process", "thread"), default="process",
-                        help="where rtc_node runs its control loop")
+    parser.add_argument(
+        "--method", default=Method.RTC_SOFT.value, help=", ".join(m.value for m in Method)
+    )
+    parser.add_argument(
+        "--compare",
+        default="",
+        help="comma-separated methods to run one after the other through the same ROS path",
+    )
+    parser.add_argument(
+        "--controller",
+        choices=("process", "thread"),
+        default="process",
+        help="where rtc_node runs its control loop",
+    )
     parser.add_argument("--guidance", choices=("vjp", "stop_gradient"), default="stop_gradient")
-    parser.add_argument("--emulated-latency-ms", type=float, default=100.0,
-                        help="pad every inference to at least this wall time, so that RTC works under a VLA's "
-                             "delay on any machine (100 ms: d = 5 at 50 Hz, the paper's real robot); 0: off")
-    parser.add_argument("--reset-handling", choices=("hold", "none"), default="hold",
-                        help="hold: the controller holds while the robot is reset between episodes and starts the "
-                             "next one from a fresh chunk; none: the simulator resets itself while the controller "
-                             "runs on (for comparison: what a robot without reset handling does)")
+    parser.add_argument(
+        "--emulated-latency-ms",
+        type=float,
+        default=100.0,
+        help="pad every inference to at least this wall time, so that RTC works under a VLA's "
+        "delay on any machine (100 ms: d = 5 at 50 Hz, the paper's real robot); 0: off",
+    )
+    parser.add_argument(
+        "--reset-handling",
+        choices=("hold", "none"),
+        default="hold",
+        help="hold: the controller holds while the robot is reset between episodes and starts the "
+        "next one from a fresh chunk; none: the simulator resets itself while the controller "
+        "runs on (for comparison: what a robot without reset handling does)",
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--policy", default="", help="LeRobot save_pretrained folder, .pt checkpoint or name "
-                                                     "(builtin-pi0); empty for the shipped demo policy")
+    parser.add_argument(
+        "--policy",
+        default="",
+        help="LeRobot save_pretrained folder, .pt checkpoint or name "
+        "(builtin-pi0); empty for the shipped demo policy",
+    )
     parser.add_argument("--task", default="", help="language instruction for VLA policies")
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
@@ -548,15 +737,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     runs = {m: run(args, m, args.output / m) for m in methods}
-    comparison = {"emulated_latency_ms": args.emulated_latency_ms, "guidance": args.guidance,
-                  "episodes_per_method": args.episodes,
-                  "methods": {m: _compare_row(summary) for m, (summary, _, _) in runs.items()}}
+    comparison = {
+        "emulated_latency_ms": args.emulated_latency_ms,
+        "guidance": args.guidance,
+        "episodes_per_method": args.episodes,
+        "methods": {m: _compare_row(summary) for m, (summary, _, _) in runs.items()},
+    }
     (args.output / "compare.json").write_text(json.dumps(comparison, indent=2, default=float))
     _compare_plot(runs, args.output / "compare.png")
     print(json.dumps(comparison, indent=2, default=float))
     failed = [m for m, (s, _, _) in runs.items() if s["failure"]]
     if failed:
-        print(f"FAILED: {', '.join(failed)} (see {args.output}/<method>/summary.json)", file=sys.stderr)
+        print(
+            f"FAILED: {', '.join(failed)} (see {args.output}/<method>/summary.json)",
+            file=sys.stderr,
+        )
         return 1
     print(f"comparison: {args.output / 'compare.json'}, plot: {args.output / 'compare.png'}")
     return 0

@@ -1,4 +1,5 @@
 """A private ROS 2 graph for one test: its own context and domain, an executor thread, helpers."""
+
 from __future__ import annotations
 
 import itertools
@@ -50,13 +51,25 @@ class RosGraph:
         self.executor.add_node(node)
         return node
 
-    def start_process(self, module: str, ros_args: list[str], log: pathlib.Path | None = None) -> subprocess.Popen:
-        """A node in a process of its own (as on a robot) on this graph's domain; output to ``log``."""
-        env = dict(os.environ, ROS_DOMAIN_ID=str(self.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    def start_process(
+        self, module: str, ros_args: list[str], log: pathlib.Path | None = None
+    ) -> subprocess.Popen:
+        """A node in a process of its own (as on a robot) on this graph's domain; output to
+        ``log``.
+        """
+        env = dict(
+            os.environ,
+            ROS_DOMAIN_ID=str(self.domain_id),
+            ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        )
         output = subprocess.DEVNULL if log is None else log.open("w")
-        process = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args], env=env,
-                                   stdout=output, stderr=subprocess.STDOUT,
-                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, "--ros-args", *ros_args],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         self.processes.append(process)
         return process
 

@@ -3,6 +3,7 @@
 The sampler (rtc_ros.core.compiled) is checked against the core's guided_sample, which is the
 specification, on the tiny configuration of the expert.
 """
+
 import pytest
 import torch
 
@@ -30,14 +31,18 @@ def inputs(policy):
     with torch.no_grad():
         context = policy.encode(policy.example_observation(BATCH, generator))
     noise = torch.randn((BATCH, HORIZON, ACTION_DIM), generator=generator)
-    previous = pad_to_horizon(torch.randn((BATCH, HORIZON - 25, ACTION_DIM), generator=generator), HORIZON)
+    previous = pad_to_horizon(
+        torch.randn((BATCH, HORIZON - 25, ACTION_DIM), generator=generator), HORIZON
+    )
     return context, noise, previous, prefix_weights(HORIZON, 25, 6)
 
 
 def reference_chunk(policy, context, noise, previous, weights, mode):
     if mode is None:
         return guided_sample(paper_velocity(policy, context), noise, None, None, STEPS, BETA)
-    return guided_sample(paper_velocity(policy, context), noise, previous, weights, STEPS, BETA, mode)
+    return guided_sample(
+        paper_velocity(policy, context), noise, previous, weights, STEPS, BETA, mode
+    )
 
 
 def test_pi0_config_has_pi0_sizes_a_300m_expert_and_816_prefix_tokens():
@@ -71,7 +76,9 @@ def test_velocity_depends_on_flow_time_and_on_the_prefix(policy, inputs):
     with torch.no_grad():
         at_noise = policy.velocity(noise, 1.0, context)
         halfway = policy.velocity(noise, 0.5, context)
-        other_prefix = PrefixCache(context.keys.flip(3), context.values.flip(3), context.state_token)
+        other_prefix = PrefixCache(
+            context.keys.flip(3), context.values.flip(3), context.state_token
+        )
         moved = policy.velocity(noise, 1.0, other_prefix)
     assert at_noise.shape == noise.shape
     assert not torch.allclose(at_noise, halfway)
@@ -121,7 +128,9 @@ def test_compiled_sampler_rejects_a_context_of_another_shape(policy, inputs):
     context, noise = inputs[0], inputs[1]
     sampler = CompiledGuidedSampler(policy, BATCH, STEPS, BETA)
     sampler.sample(context, noise)
-    shorter = PrefixCache(context.keys[:, :, :, :-1], context.values[:, :, :, :-1], context.state_token)
+    shorter = PrefixCache(
+        context.keys[:, :, :, :-1], context.values[:, :, :, :-1], context.state_token
+    )
     with pytest.raises(ValueError, match="fixed shape"):
         sampler.sample(shorter, noise)
     with pytest.raises(ValueError, match="noise must have shape"):
@@ -138,13 +147,17 @@ def test_save_and_load_keep_the_weights(policy, inputs, tmp_path):
     policy.save(tmp_path / "expert.pt")
     loaded = ActionExpertPolicy.load(tmp_path / "expert.pt")
     with torch.no_grad():
-        torch.testing.assert_close(loaded.velocity(noise, 0.3, context), policy.velocity(noise, 0.3, context))
+        torch.testing.assert_close(
+            loaded.velocity(noise, 0.3, context), policy.velocity(noise, 0.3, context)
+        )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("mode", MODES, ids=["vanilla", "stop_gradient", "vjp"])
 def test_cuda_graph_replay_matches_guided_sample_in_bfloat16(mode):
-    policy = ActionExpertPolicy(tiny_config(ACTION_DIM, HORIZON), device="cuda", dtype=torch.bfloat16)
+    policy = ActionExpertPolicy(
+        tiny_config(ACTION_DIM, HORIZON), device="cuda", dtype=torch.bfloat16
+    )
     generator = torch.Generator().manual_seed(2)
     with torch.no_grad():
         context = policy.encode(policy.example_observation(BATCH, generator))

@@ -1,4 +1,5 @@
 """Delay benchmark: exact delays in ticks, the metrics, and the quick mode's outputs."""
+
 import csv
 import dataclasses
 
@@ -60,16 +61,29 @@ def tick_stamped_rollouts(method, inference_delay, execution_horizon):
         chunk = torch.stack([planned_for, torch.full((H,), task.tick / 100)], dim=-1)
         return chunk.expand(batch, H, 2)
 
-    rollouts = run_rollouts(task, generate, ChunkingConfig(method=method), H, inference_delay,
-                            execution_horizon, rollouts=3, seed=0)
+    rollouts = run_rollouts(
+        task,
+        generate,
+        ChunkingConfig(method=method),
+        H,
+        inference_delay,
+        execution_horizon,
+        rollouts=3,
+        seed=0,
+    )
     planned_for, requested_at = np.round(100 * rollouts.actions[0].T).astype(int)
     return rollouts, planned_for, requested_at
 
 
-@pytest.mark.parametrize("inference_delay, execution_horizon", [(0, 1), (1, 1), (2, 2), (3, 3), (4, 4), (1, 5)])
-def test_async_execution_takes_each_tick_the_action_planned_for_it_from_a_chunk_requested_d_ticks_earlier(
-        inference_delay, execution_horizon):
-    rollouts, planned_for, requested_at = tick_stamped_rollouts("naive_async", inference_delay, execution_horizon)
+@pytest.mark.parametrize(
+    "inference_delay, execution_horizon", [(0, 1), (1, 1), (2, 2), (3, 3), (4, 4), (1, 5)]
+)
+def test_async_execution_takes_each_tick_the_action_planned_from_a_chunk_requested_d_ticks_ago(
+    inference_delay, execution_horizon
+):
+    rollouts, planned_for, requested_at = tick_stamped_rollouts(
+        "naive_async", inference_delay, execution_horizon
+    )
     ticks = np.arange(Drift.episode_length)
     np.testing.assert_array_equal(planned_for, ticks)  # no action skipped or repeated
     assert rollouts.request_ticks == tuple(range(0, Drift.episode_length, execution_horizon))
@@ -123,15 +137,33 @@ def test_jerk_and_seam_jump_of_a_hand_made_step_in_the_actions():
 
 
 def test_full_sweep_uses_s_equal_max_d_1_and_sweeps_s_at_d_1_without_repeating_a_cell():
-    assert delay.FULL_SWEEP.cells() == [(0, 1), (1, 1), (2, 2), (3, 3), (4, 4), (1, 2), (1, 3), (1, 4), (1, 5)]
+    assert delay.FULL_SWEEP.cells() == [
+        (0, 1),
+        (1, 1),
+        (2, 2),
+        (3, 3),
+        (4, 4),
+        (1, 2),
+        (1, 3),
+        (1, 4),
+        (1, 5),
+    ]
     with pytest.raises(ValueError, match="s \\+ d <= H"):
         dataclasses.replace(delay.FULL_SWEEP, delays=(0, 5))
 
 
 def test_every_method_of_the_issue_is_benchmarked_with_both_guidance_modes():
     labels = {config.label for config in delay.METHODS}
-    assert labels == {"sync", "naive_async", "temporal_ensembling", "bid", "rtc_hard/vjp",
-                      "rtc_hard/stop_gradient", "rtc_soft/vjp", "rtc_soft/stop_gradient"}
+    assert labels == {
+        "sync",
+        "naive_async",
+        "temporal_ensembling",
+        "bid",
+        "rtc_hard/vjp",
+        "rtc_hard/stop_gradient",
+        "rtc_soft/vjp",
+        "rtc_soft/stop_gradient",
+    }
 
 
 def test_shipped_checkpoints_load_into_the_current_reference_policy():
@@ -151,10 +183,19 @@ def test_quick_mode_writes_the_documented_csv_and_the_three_plots(tmp_path):
     cells = {(r["task"], r["method"], int(r["delay"]), int(r["execution_horizon"])) for r in rows}
     assert len(cells) == len(rows) == (len(delay.METHODS) + 1) * len(delay.QUICK_SWEEP.cells())
     for row in rows:
-        low, rate, high = float(row["success_ci_low"]), float(row["success_rate"]), float(row["success_ci_high"])
-        assert 0.0 <= low <= rate <= high <= 1.0 and int(row["rollouts"]) == delay.QUICK_SWEEP.rollouts
+        low, rate, high = (
+            float(row["success_ci_low"]),
+            float(row["success_rate"]),
+            float(row["success_ci_high"]),
+        )
+        assert (
+            0.0 <= low <= rate <= high <= 1.0
+            and int(row["rollouts"]) == delay.QUICK_SWEEP.rollouts
+        )
         assert int(row["underruns"]) == 0
-    assert {r["method"] for r in rows} == {c.label for c in delay.METHODS} | {delay.EXPERT_REFERENCE}
+    assert {r["method"] for r in rows} == {c.label for c in delay.METHODS} | {
+        delay.EXPERT_REFERENCE
+    }
     for name in ("success_vs_delay.png", "success_vs_execution_horizon.png", "trajectory.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "rtc_soft/vjp" in (tmp_path / "results.md").read_text()

@@ -1,4 +1,5 @@
 """The soak command in a small configuration: it runs, samples and judges (no timing asserted)."""
+
 import json
 
 import pytest
@@ -15,8 +16,12 @@ def _sample(minute, rss_mb, fds=20):
 def test_rss_growing_faster_than_the_limit_after_the_warm_up_is_a_leak():
     growing = [_sample(m, 300.0 + (m * 10.0 / 60.0 if m > 5 else 2.0 * m)) for m in range(1, 61)]
     leaks = soak.verdict(growing, warmup_minutes=5, max_rss_growth_mb_per_h=5.0, max_fd_growth=8)
-    assert leaks["rtc_node"]["rss_leak"] and leaks["rtc_node"]["rss_growth_mb_per_h"] == pytest.approx(10.0)
-    flat = [_sample(m, 300.0 + (20.0 if m <= 5 else 0.0), fds=20 + (m > 30) * 9) for m in range(1, 61)]
+    assert leaks["rtc_node"]["rss_leak"] and leaks["rtc_node"][
+        "rss_growth_mb_per_h"
+    ] == pytest.approx(10.0)
+    flat = [
+        _sample(m, 300.0 + (20.0 if m <= 5 else 0.0), fds=20 + (m > 30) * 9) for m in range(1, 61)
+    ]
     leaks = soak.verdict(flat, warmup_minutes=5, max_rss_growth_mb_per_h=5.0, max_fd_growth=8)
     assert not leaks["rtc_node"]["rss_leak"] and leaks["rtc_node"]["fd_leak"]
 

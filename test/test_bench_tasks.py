@@ -1,4 +1,5 @@
 """Benchmark tasks: dynamic, noisy, multimodal, and solvable by their experts."""
+
 import numpy as np
 import pytest
 
@@ -145,7 +146,9 @@ def test_success_is_sticky_and_ended_episodes_are_frozen(name):
 @pytest.mark.parametrize("name", TASK_NAMES)
 def test_demonstrations_pair_observations_with_expert_chunks_of_every_mode(name):
     task = make_task(name)
-    observations, chunks = collect_demonstrations(task, 64, PREDICTION_HORIZON, np.random.default_rng(6))
+    observations, chunks = collect_demonstrations(
+        task, 64, PREDICTION_HORIZON, np.random.default_rng(6)
+    )
     assert observations.dtype == np.float32 and chunks.dtype == np.float32
     assert observations.shape[1] == task.observation_dim
     assert chunks.shape[1:] == (PREDICTION_HORIZON, task.action_dim)

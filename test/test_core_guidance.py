@@ -33,9 +33,11 @@ def test_guidance_weight_is_beta_at_tau_zero():
 
 def test_guidance_weight_matches_both_closed_forms_when_unclipped():
     for tau in (0.3, 0.5, 0.8):
-        r2 = (1 - tau) ** 2 / (tau ** 2 + (1 - tau) ** 2)
+        r2 = (1 - tau) ** 2 / (tau**2 + (1 - tau) ** 2)
         assert guidance_weight(tau, 100.0) == pytest.approx((1 - tau) / (tau * r2))
-        assert guidance_weight(tau, 100.0) == pytest.approx((tau ** 2 + (1 - tau) ** 2) / (tau * (1 - tau)))
+        assert guidance_weight(tau, 100.0) == pytest.approx(
+            (tau**2 + (1 - tau) ** 2) / (tau * (1 - tau))
+        )
 
 
 def test_guidance_weight_is_clipped_at_beta():
@@ -44,7 +46,9 @@ def test_guidance_weight_is_clipped_at_beta():
     assert guidance_weight(0.5, 5.0) == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize("tau, beta, name", [(0.5, 0.0, "beta"), (0.5, -1.0, "beta"), (1.5, 5.0, "tau")])
+@pytest.mark.parametrize(
+    "tau, beta, name", [(0.5, 0.0, "beta"), (0.5, -1.0, "beta"), (1.5, 5.0, "tau")]
+)
 def test_guidance_weight_rejects_bad_arguments(tau, beta, name):
     with pytest.raises(ValueError, match=name):
         guidance_weight(tau, beta)
@@ -64,8 +68,10 @@ def _one_step_by_hand(velocity, actions, target, weights, tau, beta, vjp):
             bump[j] = eps
             plus = (flat + bump).view_as(actions)
             minus = (flat - bump).view_as(actions)
-            jacobian[:, j] = ((plus + (1 - tau) * velocity(plus, tau)) - (minus + (1 - tau) * velocity(minus, tau))
-                              ).flatten() / (2 * eps)
+            jacobian[:, j] = (
+                (plus + (1 - tau) * velocity(plus, tau))
+                - (minus + (1 - tau) * velocity(minus, tau))
+            ).flatten() / (2 * eps)
         g = (error.flatten() @ jacobian).view_as(actions)
     else:
         g = error
@@ -80,8 +86,15 @@ def test_one_guided_step_matches_the_equations(velocity, vjp):
     weights = prefix_weights(H, 2, 1).double()
     with torch.no_grad():
         expected = _one_step_by_hand(velocity, noise, target, weights, 0.0, 5.0, vjp)
-    actual = guided_sample(velocity, noise, target, weights, num_steps=1, beta=5.0,
-                           guidance="vjp" if vjp else "stop_gradient")
+    actual = guided_sample(
+        velocity,
+        noise,
+        target,
+        weights,
+        num_steps=1,
+        beta=5.0,
+        guidance="vjp" if vjp else "stop_gradient",
+    )
     assert torch.allclose(actual, expected, atol=1e-6)
 
 
@@ -124,8 +137,12 @@ def test_a_batch_of_four_equals_four_single_calls(velocity, mode):
     target = torch.randn(4, H, M, dtype=torch.float64)
     weights = prefix_weights(H, 2, 2).double()
     batched = guided_sample(velocity, noise, target, weights, 5, 5.0, mode)
-    singles = torch.cat([guided_sample(velocity, noise[i:i + 1], target[i:i + 1], weights, 5, 5.0, mode)
-                         for i in range(4)])
+    singles = torch.cat(
+        [
+            guided_sample(velocity, noise[i : i + 1], target[i : i + 1], weights, 5, 5.0, mode)
+            for i in range(4)
+        ]
+    )
     assert torch.allclose(batched, singles, atol=1e-10)
 
 
@@ -144,36 +161,67 @@ def test_guidance_pulls_the_frozen_prefix_onto_the_previous_chunk(velocity):
 
 def test_stop_gradient_builds_no_autograd_graph(velocity):
     noise = torch.randn(1, H, M)
-    out = guided_sample(velocity.float(), noise, torch.randn(1, H, M), prefix_weights(H, 2, 1), 5, 5.0,
-                        "stop_gradient")
+    out = guided_sample(
+        velocity.float(),
+        noise,
+        torch.randn(1, H, M),
+        prefix_weights(H, 2, 1),
+        5,
+        5.0,
+        "stop_gradient",
+    )
     assert out.grad_fn is None and not out.requires_grad and out.is_inference()
 
 
 def test_vjp_mode_leaves_parameter_gradients_untouched(velocity):
     velocity = velocity.float()
-    guided_sample(velocity, torch.randn(1, H, M), torch.randn(1, H, M), prefix_weights(H, 2, 1), 5, 5.0, "vjp")
+    guided_sample(
+        velocity,
+        torch.randn(1, H, M),
+        torch.randn(1, H, M),
+        prefix_weights(H, 2, 1),
+        5,
+        5.0,
+        "vjp",
+    )
     assert all(p.grad is None for p in velocity.parameters())
 
 
 def test_bfloat16_sampling_keeps_the_dtype(velocity):
     model = velocity.to(torch.bfloat16)
-    out = guided_sample(model, torch.randn(1, H, M, dtype=torch.bfloat16),
-                        torch.randn(1, H, M, dtype=torch.bfloat16), prefix_weights(H, 2, 1), 5, 5.0, "vjp")
+    out = guided_sample(
+        model,
+        torch.randn(1, H, M, dtype=torch.bfloat16),
+        torch.randn(1, H, M, dtype=torch.bfloat16),
+        prefix_weights(H, 2, 1),
+        5,
+        5.0,
+        "vjp",
+    )
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(num_steps=0), "num_steps"),
-    (dict(beta=0.0), "beta"),
-    (dict(guidance="adjoint"), "guidance"),
-    (dict(previous_chunk=torch.randn(1, H - 1, M)), "previous_chunk"),
-    (dict(weights=torch.ones(H + 1)), "weights"),
-    (dict(previous_chunk=torch.full((1, H, M), math.nan)), "previous_chunk"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(num_steps=0), "num_steps"),
+        (dict(beta=0.0), "beta"),
+        (dict(guidance="adjoint"), "guidance"),
+        (dict(previous_chunk=torch.randn(1, H - 1, M)), "previous_chunk"),
+        (dict(weights=torch.ones(H + 1)), "weights"),
+        (dict(previous_chunk=torch.full((1, H, M), math.nan)), "previous_chunk"),
+    ],
+)
 def test_bad_arguments_raise_value_error_naming_the_argument(velocity, kwargs, name):
-    args = dict(velocity=velocity, noise=torch.randn(1, H, M, dtype=torch.float64),
-                previous_chunk=torch.randn(1, H, M, dtype=torch.float64), weights=prefix_weights(H, 2, 1),
-                num_steps=5, beta=5.0, guidance="vjp")
+    args = dict(
+        velocity=velocity,
+        noise=torch.randn(1, H, M, dtype=torch.float64),
+        previous_chunk=torch.randn(1, H, M, dtype=torch.float64),
+        weights=prefix_weights(H, 2, 1),
+        num_steps=5,
+        beta=5.0,
+        guidance="vjp",
+    )
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
         guided_sample(**args)

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from rtc_ros.core import (
-    AtomicSlot, Chunk, ControllerState, ExecutorSpec, TemporalEnsembling, shared_chunk_slot, shared_state_slot,
+    AtomicSlot,
+    Chunk,
+    ControllerState,
+    ExecutorSpec,
+    TemporalEnsembling,
+    shared_chunk_slot,
+    shared_state_slot,
 )
 from rtc_ros.core.handover import shared_executor_spec_slot
 
@@ -76,10 +82,14 @@ def test_shared_memory_slot_hands_chunks_across_processes():
     owner = shared_chunk_slot(name, (H, M), create=True)
     reader = shared_chunk_slot(name, (H, M))
     try:
-        process = multiprocessing.get_context("spawn").Process(target=_write_chunks, args=(name, 3000))
+        process = multiprocessing.get_context("spawn").Process(
+            target=_write_chunks, args=(name, 3000)
+        )
         process.start()
         seen = set()
-        while process.is_alive() or (reader.latest() is not None and reader.latest().sequence < 3000):
+        while process.is_alive() or (
+            reader.latest() is not None and reader.latest().sequence < 3000
+        ):
             chunk = reader.latest()
             if chunk is not None:
                 assert _consistent(chunk)
@@ -116,8 +126,14 @@ def test_shared_state_slot_round_trips_the_controller_state():
     reader = shared_state_slot(name)
     try:
         assert reader.latest() is None
-        state = ControllerState(tick=123456789, sequence=42, start_tick=123456700, observed_delay=7,
-                                run_id=2**53 - 1, epoch=3)
+        state = ControllerState(
+            tick=123456789,
+            sequence=42,
+            start_tick=123456700,
+            observed_delay=7,
+            run_id=2**53 - 1,
+            epoch=3,
+        )
         writer.publish(state)
         assert reader.latest() == state
     finally:
@@ -125,8 +141,14 @@ def test_shared_state_slot_round_trips_the_controller_state():
         writer.close()
 
 
-@pytest.mark.parametrize("spec", [ExecutorSpec(), ExecutorSpec(pause_after=7),
-                                  ExecutorSpec(ensembling=TemporalEnsembling(decay=0.25, max_chunks=9))])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ExecutorSpec(),
+        ExecutorSpec(pause_after=7),
+        ExecutorSpec(ensembling=TemporalEnsembling(decay=0.25, max_chunks=9)),
+    ],
+)
 def test_shared_executor_spec_slot_round_trips_the_spec(spec):
     name = f"rtc_test_{uuid.uuid4().hex[:8]}"
     writer = shared_executor_spec_slot(name, create=True)

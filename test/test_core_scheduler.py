@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from rtc_ros.core import (
-    INITIAL_CONTROLLER_STATE, Chunk, ChunkExecutor, ChunkingConfig, ControllerState, DelayEstimator,
-    InferencePlanner, new_run_id,
+    INITIAL_CONTROLLER_STATE,
+    Chunk,
+    ChunkExecutor,
+    ChunkingConfig,
+    ControllerState,
+    DelayEstimator,
+    InferencePlanner,
+    new_run_id,
 )
 from rtc_ros.core.simulated_time import SimulatedTimeLoop
 
@@ -32,8 +38,9 @@ def test_random_delays_never_skip_or_repeat_an_action(seed):
     rng = np.random.default_rng(seed)
     planner = InferencePlanner(H, min_execution_horizon=4, delay_window=10)
     executor = ChunkExecutor()
-    loop = SimulatedTimeLoop(executor, planner, _index_chunks,
-                             lambda r: 0 if r.warmup else int(rng.integers(0, H // 2)))
+    loop = SimulatedTimeLoop(
+        executor, planner, _index_chunks, lambda r: 0 if r.warmup else int(rng.integers(0, H // 2))
+    )
     executed = [r for r in _run(loop, 500) if not r.underrun]
     values = [float(r.action[0]) for r in executed]
     assert values == list(range(len(values)))
@@ -53,13 +60,16 @@ def test_swap_continues_at_the_action_that_corresponds_to_now():
 def test_execution_horizon_is_max_of_delay_and_s_min():
     requests = []
     planner = InferencePlanner(H, min_execution_horizon=3)
-    loop = SimulatedTimeLoop(ChunkExecutor(), planner, _index_chunks, lambda r: 0 if r.warmup else 5)
+    loop = SimulatedTimeLoop(
+        ChunkExecutor(), planner, _index_chunks, lambda r: 0 if r.warmup else 5
+    )
     original = loop.after_world_step
 
     def record():
         request = original()
         if request is not None:
             requests.append(request)
+
     loop.after_world_step = record
     _run(loop, 60)
     steady = requests[2:]
@@ -162,12 +172,15 @@ def test_temporal_ensembling_averages_every_prediction_for_the_tick():
     assert float(result.action[0]) == pytest.approx(w[1] / w.sum())
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(prediction_horizon=8, min_execution_horizon=8), "s_min"),
-    (dict(prediction_horizon=8, min_execution_horizon=0), "s_min"),
-    (dict(prediction_horizon=0, min_execution_horizon=1), "prediction_horizon"),
-    (dict(prediction_horizon=8, min_execution_horizon=2, delay_window=0), "delay window"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(prediction_horizon=8, min_execution_horizon=8), "s_min"),
+        (dict(prediction_horizon=8, min_execution_horizon=0), "s_min"),
+        (dict(prediction_horizon=0, min_execution_horizon=1), "prediction_horizon"),
+        (dict(prediction_horizon=8, min_execution_horizon=2, delay_window=0), "delay window"),
+    ],
+)
 def test_bad_planner_arguments_raise_value_error(kwargs, name):
     with pytest.raises(ValueError, match=name):
         InferencePlanner(**kwargs)
@@ -238,12 +251,23 @@ def test_a_hold_executes_nothing_and_the_release_takes_only_a_chunk_planned_afte
     executor = ChunkExecutor()
     executor.tick(Chunk(np.ones((H, 1)), start_tick=0, sequence=0))
     executor.begin_epoch(holding=True)
-    stale = Chunk(np.full((H, 1), 7.0), start_tick=1, sequence=1, epoch=0)  # planned before the hold
+    stale = Chunk(
+        np.full((H, 1), 7.0), start_tick=1, sequence=1, epoch=0
+    )  # planned before the hold
     held = [executor.tick(stale) for _ in range(3)]
-    assert all(r.action is None for r in held) and executor.state.holding and executor.state.sequence == -1
+    assert (
+        all(r.action is None for r in held)
+        and executor.state.holding
+        and executor.state.sequence == -1
+    )
     executor.begin_epoch()
     assert executor.tick(stale).action is None and not executor.state.holding
-    fresh = Chunk(np.full((H, 1), 3.0), start_tick=executor.state.tick, sequence=2, epoch=executor.state.epoch)
+    fresh = Chunk(
+        np.full((H, 1), 3.0),
+        start_tick=executor.state.tick,
+        sequence=2,
+        epoch=executor.state.epoch,
+    )
     result = executor.tick(fresh)
     assert result.swapped and result.chunk_index == 0 and float(result.action[0]) == 3.0
 

@@ -1,4 +1,7 @@
-"""python -m rtc_ros.demo in a small configuration: the whole system over real DDS, episodes and resets."""
+"""python -m rtc_ros.demo in a small configuration: the whole system over real DDS, episodes and
+resets.
+"""
+
 import json
 
 import pytest
@@ -6,18 +9,30 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.sh)")
 pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run scripts/setup.sh)")
 
-from rtc_ros import demo  # noqa: E402
 from test_launch_support import small_policy_checkpoint  # noqa: E402
+
+from rtc_ros import demo  # noqa: E402
 
 
 def test_episodes_complete_and_the_controller_holds_through_every_reset(tmp_path):
-    code = demo.main(["--episodes", "2", "--policy", small_policy_checkpoint(), "--emulated-latency-ms", "100",
-                      "--output", str(tmp_path)])
+    code = demo.main(
+        [
+            "--episodes",
+            "2",
+            "--policy",
+            small_policy_checkpoint(),
+            "--emulated-latency-ms",
+            "100",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert code == 0 and summary["ok"], summary["failure"]
     assert summary["episodes_completed"] == 2 and isinstance(summary["episodes_succeeded"], int)
     assert summary["emulated_latency_ms"] == 100.0 and summary["chunk_latency_ms"]["p50"] >= 100.0
-    # Nothing reached the robot while it was reset; each episode began with a fresh, unguided chunk.
+    # Nothing reached the robot while it was reset; each episode began with a fresh, unguided
+    # chunk.
     assert summary["commands_sent_during_resets"] == 0
     assert summary["fresh_chunks"] >= 2
     assert (tmp_path / "joints.png").stat().st_size > 0

@@ -1,4 +1,5 @@
 """python -m rtc_ros.bench.latency: three modes side by side, ratios to vanilla, handover reads."""
+
 import json
 
 import pytest
@@ -9,8 +10,22 @@ MODES = ("vanilla", "stop_gradient", "vjp")
 
 
 def run_bench(tmp_path, *args):
-    assert latency.main(["--chunks", "3", "--warmup", "1", "--handover-reads", "200",
-                         "--output", str(tmp_path), *args]) == 0
+    assert (
+        latency.main(
+            [
+                "--chunks",
+                "3",
+                "--warmup",
+                "1",
+                "--handover-reads",
+                "200",
+                "--output",
+                str(tmp_path),
+                *args,
+            ]
+        )
+        == 0
+    )
     return json.loads((tmp_path / "latency.json").read_text())
 
 
@@ -32,9 +47,12 @@ def test_report_has_latency_statistics_ratios_and_breakdown_for_every_mode(tmp_p
         latency_ms = result["latency_ms"]
         assert result["chunks"] == 3
         assert 0 < latency_ms["p50"] <= latency_ms["p95"] <= latency_ms["max"]
-        assert result["breakdown_ms"]["prefix_p50"] > 0 and result["breakdown_ms"]["denoise_p50"] > 0
+        assert (
+            result["breakdown_ms"]["prefix_p50"] > 0 and result["breakdown_ms"]["denoise_p50"] > 0
+        )
         assert result["ratio_p50_to_vanilla"] == pytest.approx(
-            latency_ms["p50"] / report["modes"]["vanilla"]["latency_ms"]["p50"])
+            latency_ms["p50"] / report["modes"]["vanilla"]["latency_ms"]["p50"]
+        )
     assert report["modes"]["vanilla"]["ratio_p50_to_vanilla"] == 1.0
     assert report["modes"]["vanilla"]["breakdown_ms"]["guidance_p50"] == 0.0
     assert report["model"]["prefix_tokens"] > 0
@@ -43,8 +61,12 @@ def test_report_has_latency_statistics_ratios_and_breakdown_for_every_mode(tmp_p
 
 def test_handover_reads_are_timed_with_and_without_a_new_chunk(tmp_path):
     handover = run_bench(tmp_path, "--model", "builtin-pi0", "--size", "tiny")["handover_read_us"]
-    assert set(handover) == {"atomic_slot_unchanged", "atomic_slot_new_chunk",
-                             "shared_memory_slot_unchanged", "shared_memory_slot_new_chunk"}
+    assert set(handover) == {
+        "atomic_slot_unchanged",
+        "atomic_slot_new_chunk",
+        "shared_memory_slot_unchanged",
+        "shared_memory_slot_new_chunk",
+    }
     assert all(0 < value["median_us"] <= value["p99_us"] for value in handover.values())
 
 

@@ -3,28 +3,31 @@
 The simulated robot stands in for the real one: it runs in namespace ``left`` and listens on
 ``/arm_controller/joint_trajectory``, as a ros2_control JointTrajectoryController would.
 """
+
 import os
 import time
 import unittest
 
 import pytest
-
 from test_launch_support import (
-    assert_nodes_stopped_cleanly, isolate_ros_domain, skip_without_launch_testing, small_policy_checkpoint,
+    assert_nodes_stopped_cleanly,
+    isolate_ros_domain,
+    skip_without_launch_testing,
+    small_policy_checkpoint,
 )
 
 skip_without_launch_testing()
 
-import launch_testing  # noqa: E402
 import launch_ros  # noqa: E402
+import launch_testing  # noqa: E402
 import launch_testing_ros  # noqa: E402
 import rclpy  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
-from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
+from launch import LaunchDescription  # noqa: E402
 from rtc_ros.msg import RtcStatus  # noqa: E402
 from rtc_ros.sim.config import BimanualConfig  # noqa: E402
 
@@ -37,16 +40,27 @@ GLOBAL_TOPICS = {COMMANDS, "/diagnostics", "/rosout", "/parameter_events"}
 def generate_test_description():
     isolate_ros_domain(1)
     share = get_package_share_directory("rtc_ros")
-    return LaunchDescription([
-        launch_ros.actions.Node(
-            package="rtc_ros", executable="sim_node", name="bimanual_sim", namespace="left",
-            parameters=[os.path.join(share, "config", "bimanual.yaml")], remappings=[("commands", COMMANDS)]),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(os.path.join(share, "launch", "robot.launch.py")),
-            launch_arguments={"namespace": "left", "commands_topic": COMMANDS,
-                              "policy": small_policy_checkpoint()}.items()),
-        launch_testing.actions.ReadyToTest(),
-    ])
+    return LaunchDescription(
+        [
+            launch_ros.actions.Node(
+                package="rtc_ros",
+                executable="sim_node",
+                name="bimanual_sim",
+                namespace="left",
+                parameters=[os.path.join(share, "config", "bimanual.yaml")],
+                remappings=[("commands", COMMANDS)],
+            ),
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(os.path.join(share, "launch", "robot.launch.py")),
+                launch_arguments={
+                    "namespace": "left",
+                    "commands_topic": COMMANDS,
+                    "policy": small_policy_checkpoint(),
+                }.items(),
+            ),
+            launch_testing.actions.ReadyToTest(),
+        ]
+    )
 
 
 def _graph(expected_nodes: set[str], timeout_s: float = 10.0) -> tuple[set[str], set[str]]:
@@ -57,7 +71,9 @@ def _graph(expected_nodes: set[str], timeout_s: float = 10.0) -> tuple[set[str],
         probe = rclpy.create_node("graph_probe", namespace="/probe", context=context)
         deadline = time.monotonic() + timeout_s
         while True:
-            nodes = {ns.rstrip("/") + "/" + name for name, ns in probe.get_node_names_and_namespaces()}
+            nodes = {
+                ns.rstrip("/") + "/" + name for name, ns in probe.get_node_names_and_namespaces()
+            }
             if expected_nodes <= nodes or time.monotonic() > deadline:
                 topics = {name for name, _ in probe.get_topic_names_and_types()}
                 return nodes - {"/probe/graph_probe"}, topics
@@ -79,7 +95,9 @@ class TestRobotLaunch(unittest.TestCase):
         ours = {"/left/bimanual_sim", "/left/rtc", "/left/rtc_control"}
         nodes, topics = _graph(ours)
         self.assertLessEqual(ours, nodes)
-        self.assertEqual({n for n in nodes if not n.startswith(("/left/", "/_test_node_"))}, set())  # WaitForTopics'
+        self.assertEqual(
+            {n for n in nodes if not n.startswith(("/left/", "/_test_node_"))}, set()
+        )  # WaitForTopics'
         self.assertIn(COMMANDS, topics)
         self.assertNotIn("/left/commands", topics)
         self.assertEqual({t for t in topics - GLOBAL_TOPICS if not t.startswith("/left/")}, set())
@@ -87,5 +105,7 @@ class TestRobotLaunch(unittest.TestCase):
 
 @launch_testing.post_shutdown_test()
 class TestRobotLaunchShutdown(unittest.TestCase):
-    def test_ctrl_c_stops_every_node_with_exit_code_0_and_no_traceback(self, proc_info, proc_output):
+    def test_ctrl_c_stops_every_node_with_exit_code_0_and_no_traceback(
+        self, proc_info, proc_output
+    ):
         assert_nodes_stopped_cleanly(proc_info, proc_output)

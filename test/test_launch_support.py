@@ -3,6 +3,7 @@
 The launch tests start the *installed* package (``ros2 launch`` finds it through the ament
 index), so after changing launch files, config or nodes re-install it before running them.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -19,11 +20,17 @@ from rtc_ros.sim.config import BimanualConfig
 
 
 def skip_without_launch_testing() -> None:
-    """Skip the calling launch test module where ROS 2's launch stack or the built messages are missing."""
+    """Skip the calling launch test module where ROS 2's launch stack or the built messages are
+    missing.
+    """
     for module in ("launch_testing", "launch_ros", "launch_testing_ros"):
-        pytest.importorskip(module, reason=f"{module} is not installed "
-                                           "(it comes with ROS 2, not with scripts/setup.sh)")
-    pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run scripts/setup.sh)")
+        pytest.importorskip(
+            module,
+            reason=f"{module} is not installed (it comes with ROS 2, not with scripts/setup.sh)",
+        )
+    pytest.importorskip(
+        "rtc_ros.msg", reason="rtc_ros messages are not built (run scripts/setup.sh)"
+    )
 
 
 def isolate_ros_domain(test_number: int) -> str:
@@ -41,10 +48,13 @@ def isolate_ros_domain(test_number: int) -> str:
 
 @functools.cache
 def small_policy_checkpoint() -> str:
-    """An untrained bimanual policy whose actions stay near the home pose: fast on a CPU, safe to run."""
+    """An untrained bimanual policy whose actions stay near the home pose: fast on a CPU, safe to
+    run.
+    """
     torch.manual_seed(0)
-    policy = ReferenceFlowPolicy(ReferencePolicyConfig(50, 14, 14, image_shape=(3, 96, 96), hidden_dim=32,
-                                                       num_layers=2))
+    policy = ReferenceFlowPolicy(
+        ReferencePolicyConfig(50, 14, 14, image_shape=(3, 96, 96), hidden_dim=32, num_layers=2)
+    )
     with torch.no_grad():
         policy.action_mean.copy_(torch.tensor(BimanualConfig().home_positions))
         policy.action_std.fill_(0.01)
@@ -56,7 +66,8 @@ def small_policy_checkpoint() -> str:
 
 
 SHUTDOWN_ERRORS = ("Traceback", "exception was never retrieved")
-"""What a node must not print when stopped: Python tracebacks, rclpy's unhandled callback errors."""
+"""What a node must not print when stopped: Python tracebacks, rclpy's unhandled callback
+errors."""
 
 
 def assert_nodes_stopped_cleanly(proc_info, proc_output) -> None:

@@ -3,6 +3,7 @@
 SmolVLA runs at a tiny size with random weights. pi0 and pi0.5 need openpi's patched
 transformers and a few minutes on a CPU: they run only with RTC_LEROBOT_PI_TESTS=1.
 """
+
 import json
 import os
 
@@ -14,7 +15,11 @@ from rtc_ros.core.guidance import GuidanceMode, guided_sample, pad_to_horizon
 from rtc_ros.core.masks import prefix_weights
 from rtc_ros.core.policy import FlowPolicy, TimeConvention, paper_velocity
 from rtc_ros.policies.lerobot import model as lerobot_adapter
-from rtc_ros.policies.lerobot.model import LeRobotUnavailable, build_lerobot_policy, lerobot_available
+from rtc_ros.policies.lerobot.model import (
+    LeRobotUnavailable,
+    build_lerobot_policy,
+    lerobot_available,
+)
 
 SMOLVLA_MISSING = lerobot_available("smolvla")
 needs_smolvla = pytest.mark.skipif(SMOLVLA_MISSING is not None, reason=str(SMOLVLA_MISSING))
@@ -44,13 +49,21 @@ def check_policy(policy):
     with torch.no_grad():
         context = policy.encode(observation)
     noise = torch.randn((BATCH, HORIZON, policy.action_dim), generator=generator)
-    previous = pad_to_horizon(torch.randn((BATCH, 25, policy.action_dim), generator=generator), HORIZON)
+    previous = pad_to_horizon(
+        torch.randn((BATCH, 25, policy.action_dim), generator=generator), HORIZON
+    )
     weights = prefix_weights(HORIZON, 25, 6)
     sampler = CompiledGuidedSampler(policy, BATCH, STEPS, BETA)
-    torch.testing.assert_close(sampler.sample(context, noise), lerobot_sample(policy, observation, noise))
+    torch.testing.assert_close(
+        sampler.sample(context, noise), lerobot_sample(policy, observation, noise)
+    )
     for mode in MODES[1:]:
-        expected = guided_sample(paper_velocity(policy, context), noise, previous, weights, STEPS, BETA, mode)
-        torch.testing.assert_close(sampler.sample(context, noise, previous, weights, mode), expected)
+        expected = guided_sample(
+            paper_velocity(policy, context), noise, previous, weights, STEPS, BETA, mode
+        )
+        torch.testing.assert_close(
+            sampler.sample(context, noise, previous, weights, mode), expected
+        )
     assert all(p.grad is None for p in policy.model.parameters())
 
 
@@ -91,15 +104,34 @@ def test_smolvla_model_space_is_normalised_and_padded_to_max_action_dim():
 @needs_smolvla
 def test_latency_command_runs_smolvla_on_cpu(tmp_path):
     from rtc_ros.bench import latency
-    latency.main(["--model", "lerobot-smolvla", "--size", "tiny", "--chunks", "2", "--warmup", "1",
-                  "--handover-reads", "100", "--output", str(tmp_path)])
+
+    latency.main(
+        [
+            "--model",
+            "lerobot-smolvla",
+            "--size",
+            "tiny",
+            "--chunks",
+            "2",
+            "--warmup",
+            "1",
+            "--handover-reads",
+            "100",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     report = json.loads((tmp_path / "latency.json").read_text())
     assert report["model"]["lerobot"] == lerobot_adapter.LEROBOT_VERSION
-    assert report["model"]["prefix_tokens"] == 3 * 4 + 8 + 1  # 3 images of 4 tokens, 8 language, state
+    assert (
+        report["model"]["prefix_tokens"] == 3 * 4 + 8 + 1
+    )  # 3 images of 4 tokens, 8 language, state
     assert set(report["modes"]) == {"vanilla", "stop_gradient", "vjp"}
 
 
-@pytest.mark.skipif(os.environ.get("RTC_LEROBOT_PI_TESTS") != "1", reason="set RTC_LEROBOT_PI_TESTS=1 (minutes)")
+@pytest.mark.skipif(
+    os.environ.get("RTC_LEROBOT_PI_TESTS") != "1", reason="set RTC_LEROBOT_PI_TESTS=1 (minutes)"
+)
 @pytest.mark.parametrize("kind", ["pi0", "pi05"])
 def test_pi_policies_match_lerobot_sampling_with_two_layers(kind, monkeypatch):
     missing = lerobot_available(kind)

@@ -1,22 +1,39 @@
-"""flake8 over the package, tests and launch files, configured by setup.cfg [flake8].
+"""ruff (lint and format) over the package, tests and launch files, and mypy over the core and
+the runtime, all configured in pyproject.toml.
 
-Runs flake8 directly, so it needs no ament_flake8 (not on PyPI); on a robot, ament_flake8
-applies the same checks.
+On a robot with ament, ament_flake8 and ament_pep257 check the same line length (99) and
+docstring conventions; ruff and mypy come from requirements/base.txt (scripts/setup.sh).
 """
-from pathlib import Path
+
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-pytest.importorskip('flake8', reason='flake8 is not installed (scripts/setup.sh installs it)')
-
 REPO = Path(__file__).resolve().parents[1]
+TARGETS = [name for name in ("rtc_ros", "test", "launch") if (REPO / name).exists()]
 
 
-def test_flake8_finds_no_problems_in_package_tests_and_launch_files():
-    targets = [name for name in ('rtc_ros', 'test', 'launch') if (REPO / name).exists()]
-    result = subprocess.run(
-        [sys.executable, '-m', 'flake8', *targets],
-        cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, 'flake8 found problems:\n' + result.stdout + result.stderr
+def _run(*command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *command], cwd=REPO, capture_output=True, text=True
+    )
+
+
+def test_ruff_finds_no_problems_in_package_tests_and_launch_files():
+    pytest.importorskip("ruff", reason="ruff is not installed (scripts/setup.sh installs it)")
+    result = _run("ruff", "check", *TARGETS)
+    assert result.returncode == 0, "ruff found problems:\n" + result.stdout + result.stderr
+
+
+def test_ruff_format_leaves_every_file_as_it_is():
+    pytest.importorskip("ruff", reason="ruff is not installed (scripts/setup.sh installs it)")
+    result = _run("ruff", "format", "--check", *TARGETS)
+    assert result.returncode == 0, "run `ruff format`:\n" + result.stdout + result.stderr
+
+
+def test_mypy_finds_no_type_errors_in_the_core_and_the_runtime():
+    pytest.importorskip("mypy", reason="mypy is not installed (scripts/setup.sh installs it)")
+    result = _run("mypy")
+    assert result.returncode == 0, "mypy found problems:\n" + result.stdout + result.stderr

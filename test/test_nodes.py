@@ -1,4 +1,5 @@
 """The nodes on real rclpy over real DDS, in one process per test on a private domain."""
+
 import math
 
 import numpy as np
@@ -11,17 +12,17 @@ pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run s
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from ros_graph import CONFIG, RosGraph, config_overrides  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
+from test_launch_support import small_policy_checkpoint  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from ros_graph import CONFIG, RosGraph, config_overrides  # noqa: E402
-from test_launch_support import small_policy_checkpoint  # noqa: E402
+from rtc_ros.core import ControllerState, GuidanceMode  # noqa: E402
 from rtc_ros.msg import ActionChunk, ControllerTick, RtcStatus  # noqa: E402
+from rtc_ros.nodes import parameters  # noqa: E402
 from rtc_ros.nodes.controller_links import CHUNK_QOS, COMMAND_QOS  # noqa: E402
 from rtc_ros.nodes.controller_node import ControllerNode  # noqa: E402
 from rtc_ros.nodes.inference_node import InferenceNode  # noqa: E402
-from rtc_ros.core import ControllerState, GuidanceMode  # noqa: E402
-from rtc_ros.nodes import parameters  # noqa: E402
 from rtc_ros.nodes.parameters import ControllerPlacement  # noqa: E402
 from rtc_ros.runtime.observation import ObservationError  # noqa: E402
 from rtc_ros.sim.config import BimanualConfig  # noqa: E402
@@ -45,14 +46,24 @@ def graph():
 
 def _rtc(graph, policy_path, placement=ControllerPlacement.THREAD, name="rtc", **kwargs):
     overrides = config_overrides(policy=policy_path, **kwargs.pop("params", {}))
-    return graph.add(InferenceNode(name, placement=placement, context=graph.context,
-                                   parameter_overrides=overrides, **kwargs))
+    return graph.add(
+        InferenceNode(
+            name,
+            placement=placement,
+            context=graph.context,
+            parameter_overrides=overrides,
+            **kwargs,
+        )
+    )
 
 
 def _sim(graph, namespace: str = "", remaps: tuple[str, ...] = ()):
     """The simulated robot in its own process: in the test's process its physics thread would
-    compete for the GIL with the nodes under test, which a robot's driver never does."""
-    arguments = ["--params-file", str(CONFIG)] + (["-r", f"__ns:=/{namespace}"] if namespace else [])
+    compete for the GIL with the nodes under test, which a robot's driver never does.
+    """
+    arguments = ["--params-file", str(CONFIG)] + (
+        ["-r", f"__ns:=/{namespace}"] if namespace else []
+    )
     for remap in remaps:
         arguments += ["-r", remap]
     return graph.start_process("rtc_ros.nodes.sim_node", arguments)
@@ -68,9 +79,14 @@ def test_default_composed_node_commands_at_50_hz_in_the_configured_joint_order(g
     statuses = graph.collect(RtcStatus, "rtc/status")
     _sim(graph)
     _rtc(graph, policy_path, placement=ControllerPlacement.PROCESS)
-    graph.wait_for(lambda: len(commands) >= 200 and statuses and statuses[-1].swaps >= 3, timeout_s=60,
-                   what="200 commands and 3 swaps")
-    stamps = np.array([c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in commands[-150:]])
+    graph.wait_for(
+        lambda: len(commands) >= 200 and statuses and statuses[-1].swaps >= 3,
+        timeout_s=60,
+        what="200 commands and 3 swaps",
+    )
+    stamps = np.array(
+        [c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in commands[-150:]]
+    )
     rate_hz = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     assert 45.0 < rate_hz < 55.0
     assert all(c.joint_names == JOINTS and len(c.points) == 1 for c in commands)
@@ -83,8 +99,11 @@ def test_controller_in_a_thread_of_the_inference_process_commands_and_reports(gr
     statuses = graph.collect(RtcStatus, "rtc/status")
     _sim(graph)
     _rtc(graph, policy_path, placement=ControllerPlacement.THREAD)
-    graph.wait_for(lambda: len(commands) >= 100 and statuses and statuses[-1].swaps >= 3, timeout_s=60,
-                   what="commands and swaps from the control thread")
+    graph.wait_for(
+        lambda: len(commands) >= 100 and statuses and statuses[-1].swaps >= 3,
+        timeout_s=60,
+        what="commands and swaps from the control thread",
+    )
     assert all(c.joint_names == JOINTS for c in commands)
     assert statuses[-1].commands_published >= 50
 
@@ -93,9 +112,15 @@ def test_diagnostics_carry_the_delay_history(graph, policy_path):
     diagnostics = graph.collect(DiagnosticArray, "/diagnostics")
     _sim(graph)
     _rtc(graph, policy_path)
-    graph.wait_for(lambda: any(len(kv.value.split(",")) >= 3 for s in _statuses(diagnostics, "inference delay")
-                               for kv in s.values if kv.key == "delay_history_ticks"),
-                   what="three observed delays on /diagnostics")
+    graph.wait_for(
+        lambda: any(
+            len(kv.value.split(",")) >= 3
+            for s in _statuses(diagnostics, "inference delay")
+            for kv in s.values
+            if kv.key == "delay_history_ticks"
+        ),
+        what="three observed delays on /diagnostics",
+    )
     delay = _statuses(diagnostics, "/rtc: inference delay")[-1]
     values = {kv.key: kv.value for kv in delay.values}
     assert all(int(d) >= 0 for d in values["delay_history_ticks"].split(","))
@@ -119,7 +144,11 @@ def test_a_namespaced_bimanual_pair_runs_side_by_side(graph, policy_path):
     for namespace in ("left", "right"):
         _sim(graph, namespace=namespace)
         _rtc(graph, policy_path, namespace=namespace)
-    graph.wait_for(lambda: len(left) >= 20 and len(right) >= 20, timeout_s=60, what="commands in both namespaces")
+    graph.wait_for(
+        lambda: len(left) >= 20 and len(right) >= 20,
+        timeout_s=60,
+        what="commands in both namespaces",
+    )
 
 
 def _prefix_mismatch(chunks):
@@ -129,7 +158,7 @@ def _prefix_mismatch(chunks):
         old_actions = np.array(old.actions).reshape(old.prediction_horizon, old.action_dim)
         new_actions = np.array(new.actions).reshape(new.prediction_horizon, new.action_dim)
         s, d = new.execution_horizon, max(new.inference_delay, 1)
-        gaps.append(np.abs(new_actions[:d] - old_actions[s:s + d]).max())
+        gaps.append(np.abs(new_actions[:d] - old_actions[s : s + d]).max())
     return max(gaps)
 
 
@@ -147,14 +176,26 @@ def test_split_mode_over_topics_keeps_the_continuity_of_the_composed_mode(policy
                 ticks = graph.collect(ControllerTick, "controller_tick", CHUNK_QOS)
                 statuses = graph.collect(RtcStatus, "rtc/status")
                 _rtc(graph, policy_path, placement=ControllerPlacement.TOPIC)
-                graph.add(ControllerNode(context=graph.context, parameter_overrides=config_overrides()))
-            graph.wait_for(lambda: len(chunks) >= 6 and len(commands) >= 100, timeout_s=60, what=f"{mode} chunks")
+                graph.add(
+                    ControllerNode(context=graph.context, parameter_overrides=config_overrides())
+                )
+            graph.wait_for(
+                lambda: len(chunks) >= 6 and len(commands) >= 100,
+                timeout_s=60,
+                what=f"{mode} chunks",
+            )
             if mode == "split":
                 assert ticks[-1].tick > ticks[0].tick and ticks[-1].chunk_sequence >= 2
                 assert ticks[-1].commands_published > 0 and ticks[-1].swaps >= 1
                 # The inference node's status carries the remote controller's counters.
-                graph.wait_for(lambda: statuses and statuses[-1].commands_published >= 100
-                               and statuses[-1].swaps >= 3, what="controller counters in the inference status")
+                graph.wait_for(
+                    lambda: (
+                        statuses
+                        and statuses[-1].commands_published >= 100
+                        and statuses[-1].swaps >= 3
+                    ),
+                    what="controller counters in the inference status",
+                )
                 assert statuses[-1].underruns <= ticks[-1].underruns
             results[mode] = _prefix_mismatch(chunks)
         finally:
@@ -166,17 +207,35 @@ def test_controller_node_rejects_a_nan_chunk_and_keeps_commanding(graph):
     commands = graph.collect(JointTrajectory, "commands", PROBE_QOS)
     _sim(graph)
     ticks = graph.collect(ControllerTick, "controller_tick", CHUNK_QOS)
-    controller = graph.add(ControllerNode(context=graph.context, parameter_overrides=config_overrides()))
+    controller = graph.add(
+        ControllerNode(context=graph.context, parameter_overrides=config_overrides())
+    )
     chunks = graph.probe.create_publisher(ActionChunk, "chunks", CHUNK_QOS)
     graph.wait_for(lambda: ticks, what="the controller's first tick (its run id)")
     home = np.array(BimanualConfig().home_positions)
-    good = ActionChunk(joint_names=JOINTS, prediction_horizon=50, action_dim=14, start_tick=0, sequence=1,
-                       run_id=ticks[-1].run_id, actions=np.tile(home, 50).astype(np.float32).tolist())
-    graph.wait_for(lambda: chunks.get_subscription_count() > 0, what="controller subscribed to chunks")
+    good = ActionChunk(
+        joint_names=JOINTS,
+        prediction_horizon=50,
+        action_dim=14,
+        start_tick=0,
+        sequence=1,
+        run_id=ticks[-1].run_id,
+        actions=np.tile(home, 50).astype(np.float32).tolist(),
+    )
+    graph.wait_for(
+        lambda: chunks.get_subscription_count() > 0, what="controller subscribed to chunks"
+    )
     chunks.publish(good)
     graph.wait_for(lambda: len(commands) >= 10, what="commands from the good chunk")
-    bad = ActionChunk(joint_names=JOINTS, prediction_horizon=50, action_dim=14, start_tick=5, sequence=2,
-                      run_id=ticks[-1].run_id, actions=[math.nan] * 700)
+    bad = ActionChunk(
+        joint_names=JOINTS,
+        prediction_horizon=50,
+        action_dim=14,
+        start_tick=5,
+        sequence=2,
+        run_id=ticks[-1].run_id,
+        actions=[math.nan] * 700,
+    )
     chunks.publish(bad)
     graph.wait_for(lambda: controller.rejected_chunks == 1, what="the NaN chunk to be rejected")
     count = len(commands)
@@ -192,6 +251,7 @@ def _publish_joint_states(graph, names, stamp_offset_s=0.0):
         stamp = graph.probe.get_clock().now().nanoseconds * 1e-9 + stamp_offset_s
         message.header.stamp.sec, message.header.stamp.nanosec = int(stamp), int((stamp % 1) * 1e9)
         publisher.publish(message)
+
     return graph.probe.create_timer(0.02, publish)
 
 
@@ -199,10 +259,16 @@ def _publish_images(graph, height, width, encoding="rgb8", channels=3):
     publisher = graph.probe.create_publisher(Image, "top/image_raw", qos_profile_sensor_data)
 
     def publish():
-        message = Image(height=height, width=width, encoding=encoding, step=width * channels,
-                        data=bytes(height * width * channels))
+        message = Image(
+            height=height,
+            width=width,
+            encoding=encoding,
+            step=width * channels,
+            data=bytes(height * width * channels),
+        )
         message.header.stamp = graph.probe.get_clock().now().to_msg()
         publisher.publish(message)
+
     return graph.probe.create_timer(0.05, publish)
 
 
@@ -211,20 +277,28 @@ def _observation_status(diagnostics):
     return statuses[-1] if statuses else None
 
 
-@pytest.mark.parametrize("height, width, encoding, reason", [
-    (48, 48, "rgb8", "expects 3x96x96"),
-    (96, 96, "16UC1", "not supported"),
-])
+@pytest.mark.parametrize(
+    "height, width, encoding, reason",
+    [
+        (48, 48, "rgb8", "expects 3x96x96"),
+        (96, 96, "16UC1", "not supported"),
+    ],
+)
 def test_bad_images_are_rejected_with_a_warning_and_the_node_keeps_running(
-        graph, policy_path, height, width, encoding, reason):
+    graph, policy_path, height, width, encoding, reason
+):
     diagnostics = graph.collect(DiagnosticArray, "/diagnostics")
     node = _rtc(graph, policy_path)
     keep = [_publish_joint_states(graph, JOINTS), _publish_images(graph, height, width, encoding)]
     graph.wait_for(lambda: node.assembler.rejected >= 3, what="rejected images")
     assert reason in node.assembler.last_rejection
-    graph.wait_for(lambda: _observation_status(diagnostics) is not None
-                   and "no image yet from camera top" in _observation_status(diagnostics).message,
-                   what="observations reported as missing the camera")
+    graph.wait_for(
+        lambda: (
+            _observation_status(diagnostics) is not None
+            and "no image yet from camera top" in _observation_status(diagnostics).message
+        ),
+        what="observations reported as missing the camera",
+    )
     assert _observation_status(diagnostics).level == b"\x02"
     assert node.worker.report().chunks == 0 and keep
 
@@ -234,8 +308,13 @@ def test_missing_joints_keep_inference_waiting_and_named_in_diagnostics(graph, p
     commands = graph.collect(JointTrajectory, "commands", PROBE_QOS)
     _rtc(graph, policy_path)
     keep = [_publish_joint_states(graph, JOINTS[:7]), _publish_images(graph, 96, 96)]
-    graph.wait_for(lambda: _observation_status(diagnostics) is not None
-                   and "right_waist" in _observation_status(diagnostics).message, what="missing joints named")
+    graph.wait_for(
+        lambda: (
+            _observation_status(diagnostics) is not None
+            and "right_waist" in _observation_status(diagnostics).message
+        ),
+        what="missing joints named",
+    )
     assert _observation_status(diagnostics).level == b"\x02" and commands == [] and keep
 
 
@@ -243,9 +322,17 @@ def test_stale_joint_states_are_rejected(graph, policy_path):
     diagnostics = graph.collect(DiagnosticArray, "/diagnostics")
     commands = graph.collect(JointTrajectory, "commands", PROBE_QOS)
     _rtc(graph, policy_path)
-    keep = [_publish_joint_states(graph, JOINTS, stamp_offset_s=-5.0), _publish_images(graph, 96, 96)]
-    graph.wait_for(lambda: _observation_status(diagnostics) is not None
-                   and "s old" in _observation_status(diagnostics).message, what="stale joint states reported")
+    keep = [
+        _publish_joint_states(graph, JOINTS, stamp_offset_s=-5.0),
+        _publish_images(graph, 96, 96),
+    ]
+    graph.wait_for(
+        lambda: (
+            _observation_status(diagnostics) is not None
+            and "s old" in _observation_status(diagnostics).message
+        ),
+        what="stale joint states reported",
+    )
     assert commands == [] and keep
 
 
@@ -275,28 +362,46 @@ def test_whole_numbers_for_floating_point_parameters_are_taken_as_floats(graph, 
     assert not node.set_parameters([Parameter("beta", value=0)])[0].successful
 
 
-TUNED = {"min_execution_horizon": 20, "num_steps": 3, "beta": 0.5, "guidance": "stop_gradient",
-         "max_observation_age_s": 0.2, "max_clock_skew_s": 0.2}
+TUNED = {
+    "min_execution_horizon": 20,
+    "num_steps": 3,
+    "beta": 0.5,
+    "guidance": "stop_gradient",
+    "max_observation_age_s": 0.2,
+    "max_clock_skew_s": 0.2,
+}
 """A new value for each tunable parameter (config/bimanual.yaml has 25, 5, 5.0, vjp, 0.5, 0.1)."""
 
 
 def _behaviour(node) -> tuple:
     """What the tunable parameters decide, observed through the runtime: the next guided chunk
     for a fixed observation and noise, the tick at which the next inference starts, whether a
-    0.3 s old observation is used and whether a joint state stamped 0.15 s ahead is taken."""
+    0.3 s old observation is used and whether a joint state stamped 0.15 s ahead is taken.
+    """
     node.worker.step()  # no observation yet: only takes the new settings, as between chunks
     horizon, joints = node.params.prediction_horizon, len(node.params.joint_names)
-    node.assembler.add_joint_state(node.params.joint_names, [0.0] * joints, stamp_s=100.0, now_s=100.0)
+    node.assembler.add_joint_state(
+        node.params.joint_names, [0.0] * joints, stamp_s=100.0, now_s=100.0
+    )
     node.assembler.add_image("top", np.zeros((3, 96, 96), np.uint8), stamp_s=100.0, now_s=100.0)
-    observation = {k: torch.as_tensor(v) for k, v in node.assembler.assemble(now_s=100.0)[0].items()}
+    observation = {
+        k: torch.as_tensor(v) for k, v in node.assembler.assemble(now_s=100.0)[0].items()
+    }
     noise = torch.randn(1, horizon, joints, generator=torch.Generator().manual_seed(0))
     previous = torch.full((1, horizon - 10, joints), 0.1)
     chunk = node.worker.generator.generate(observation, previous, 5, 10, noise=noise)
-    starts_at = next(t for t in range(1, horizon)
-                     if node.worker.planner.ready(ControllerState(t, sequence=0, start_tick=0, observed_delay=0)))
+    starts_at = next(
+        t
+        for t in range(1, horizon)
+        if node.worker.planner.ready(
+            ControllerState(t, sequence=0, start_tick=0, observed_delay=0)
+        )
+    )
     fresh = node.assembler.assemble(now_s=100.3)[0] is not None
     try:
-        node.assembler.add_joint_state(node.params.joint_names, [0.0] * joints, stamp_s=100.15, now_s=100.0)
+        node.assembler.add_joint_state(
+            node.params.joint_names, [0.0] * joints, stamp_s=100.15, now_s=100.0
+        )
         ahead_taken = True
     except ObservationError:
         ahead_taken = False
@@ -329,7 +434,9 @@ def _another_value(value):
 
 def test_every_read_only_parameter_is_refused_while_running(graph, policy_path):
     node = _rtc(graph, policy_path, name="rtc_read_only")
-    read_only = [name for name in parameters.DECLARATIONS if name not in parameters.tunable_names()]
+    read_only = [
+        name for name in parameters.DECLARATIONS if name not in parameters.tunable_names()
+    ]
     assert "initial_inference_delay" in read_only and "prediction_horizon" in read_only
     for name in read_only:
         value = node.get_parameter(name).value
@@ -339,13 +446,18 @@ def test_every_read_only_parameter_is_refused_while_running(graph, policy_path):
 
 
 def test_emulated_latency_pads_inference_and_is_reported(graph, policy_path):
-    """Every chunk takes at least the emulated 100 ms, and status and diagnostics say it is emulated."""
+    """Every chunk takes at least the emulated 100 ms, and status and diagnostics say it is
+    emulated.
+    """
     statuses = graph.collect(RtcStatus, "rtc/status")
     diagnostics = graph.collect(DiagnosticArray, "/diagnostics")
     _sim(graph)
     _rtc(graph, policy_path, params={"emulated_latency_ms": 100.0})
-    graph.wait_for(lambda: statuses and len(statuses[-1].delay_history) >= 3, timeout_s=60,
-                   what="three chunks")
+    graph.wait_for(
+        lambda: statuses and len(statuses[-1].delay_history) >= 3,
+        timeout_s=60,
+        what="three chunks",
+    )
     assert statuses[-1].emulated_latency_ms == 100.0
     assert statuses[-1].chunk_latency_p50_ms >= 100.0
     delay = _statuses(diagnostics, "/rtc: inference delay")[-1]

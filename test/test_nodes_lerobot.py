@@ -1,4 +1,5 @@
 """rtc_node with a LeRobot SmolVLA folder (tiny, random weights) on the simulated robot."""
+
 import json
 import shutil
 
@@ -9,10 +10,11 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts
 pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run scripts/setup.sh)")
 
 from rclpy.parameter import Parameter  # noqa: E402
+from ros_graph import CONFIG, RosGraph, config_overrides  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+from test_nodes import PROBE_QOS  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from ros_graph import CONFIG, RosGraph, config_overrides  # noqa: E402
 from rtc_ros.msg import ActionChunk, RtcStatus  # noqa: E402
 from rtc_ros.nodes.inference_node import InferenceNode  # noqa: E402
 from rtc_ros.nodes.parameters import ControllerPlacement  # noqa: E402
@@ -20,7 +22,6 @@ from rtc_ros.policies.lerobot.model import lerobot_available  # noqa: E402
 from rtc_ros.policies.make_checkpoint import make_checkpoint  # noqa: E402
 from rtc_ros.policies.registry import PolicyLoadError  # noqa: E402
 from rtc_ros.sim.config import BimanualConfig  # noqa: E402
-from test_nodes import PROBE_QOS  # noqa: E402
 
 SMOLVLA_MISSING = lerobot_available("smolvla")
 pytestmark = pytest.mark.skipif(SMOLVLA_MISSING is not None, reason=str(SMOLVLA_MISSING))
@@ -40,10 +41,18 @@ def graph():
 
 
 def _rtc(graph, folder, name="rtc", **params):
-    """The default composed node: its control loop in a process of its own, clear of torch's GIL."""
+    """The default composed node: its control loop in a process of its own, clear of torch's
+    GIL.
+    """
     overrides = config_overrides(policy=str(folder), **params)
-    return graph.add(InferenceNode(name, placement=ControllerPlacement.PROCESS, context=graph.context,
-                                   parameter_overrides=overrides))
+    return graph.add(
+        InferenceNode(
+            name,
+            placement=ControllerPlacement.PROCESS,
+            context=graph.context,
+            parameter_overrides=overrides,
+        )
+    )
 
 
 def test_rtc_node_runs_a_lerobot_smolvla_folder_on_the_simulated_robot(graph, smolvla_folder):
@@ -53,32 +62,51 @@ def test_rtc_node_runs_a_lerobot_smolvla_folder_on_the_simulated_robot(graph, sm
     graph.start_process("rtc_ros.nodes.sim_node", ["--params-file", str(CONFIG)])
     node = _rtc(graph, smolvla_folder, task="stack the cubes")
     assert node.loaded.kind.value == "smolvla" and node.policy.task == "stack the cubes"
-    graph.wait_for(lambda: len(commands) >= 200 and statuses and statuses[-1].swaps >= 3, timeout_s=120,
-                   what="200 commands and 3 chunk swaps")
-    stamps = np.array([c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in commands[-150:]])
+    graph.wait_for(
+        lambda: len(commands) >= 200 and statuses and statuses[-1].swaps >= 3,
+        timeout_s=120,
+        what="200 commands and 3 chunk swaps",
+    )
+    stamps = np.array(
+        [c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in commands[-150:]]
+    )
     assert 45.0 < (len(stamps) - 1) / (stamps[-1] - stamps[0]) < 55.0
-    assert all(c.joint_names == JOINTS and np.all(np.isfinite(c.points[0].positions)) for c in commands)
+    assert all(
+        c.joint_names == JOINTS and np.all(np.isfinite(c.points[0].positions)) for c in commands
+    )
     assert chunks and all(c.method == "rtc_soft" and c.guidance == "vjp" for c in chunks)
 
     task = graph.probe.create_publisher(String, "rtc/task", 10)
-    graph.wait_for(lambda: task.publish(String(data="open the gripper"))
-                   or node.get_parameter("task").value == "open the gripper", what="the task from ~/task")
+    graph.wait_for(
+        lambda: (
+            task.publish(String(data="open the gripper"))
+            or node.get_parameter("task").value == "open the gripper"
+        ),
+        what="the task from ~/task",
+    )
     assert node.policy.task == "open the gripper"
     assert node.set_parameters([Parameter("task", value="close it")])[0].successful
     assert node.policy.task == "close it"
 
 
-def test_a_folder_whose_joint_names_disagree_is_refused_naming_them(graph, smolvla_folder, tmp_path):
+def test_a_folder_whose_joint_names_disagree_is_refused_naming_them(
+    graph, smolvla_folder, tmp_path
+):
     folder = shutil.copytree(smolvla_folder, tmp_path / "renamed")
     names = [f"armA_j{i + 1}" for i in range(14)]
     (folder / "rtc_ros.json").write_text(json.dumps({"state_names": names, "action_names": names}))
-    with pytest.raises(PolicyLoadError, match="names differ from joint_names at 0: 'armA_j1' vs 'left_waist'"):
+    with pytest.raises(
+        PolicyLoadError, match="names differ from joint_names at 0: 'armA_j1' vs 'left_waist'"
+    ):
         _rtc(graph, folder)
 
 
 def test_a_broken_folder_is_refused_with_one_clear_line(graph, smolvla_folder, tmp_path):
     folder = shutil.copytree(smolvla_folder, tmp_path / "broken")
     (folder / "config.json").write_text(json.dumps({"type": "act"}))
-    with pytest.raises(PolicyLoadError, match="type 'act': unknown policy kind; supported: reference, "
-                                              "builtin-pi0, smolvla, pi0, pi05"):
+    with pytest.raises(
+        PolicyLoadError,
+        match="type 'act': unknown policy kind; supported: reference, "
+        "builtin-pi0, smolvla, pi0, pi05",
+    ):
         _rtc(graph, folder)

@@ -18,6 +18,8 @@ def test_one_command_message_is_refilled_with_each_ticks_positions_and_stamp(com
     assert second is first
     # What a subscriber receives: the message as serialized when it is published.
     received = deserialize_message(serialize_message(second), COMMAND_TYPES[command_format])
-    np.testing.assert_allclose(command_positions(command_format, JOINTS, received), [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(
+        command_positions(command_format, JOINTS, received), [1.0, 2.0, 3.0]
+    )
     if command_format is not CommandFormat.FLOAT64_MULTI_ARRAY:
         assert (received.header.stamp.sec, received.header.stamp.nanosec) == (6, 1)

@@ -1,5 +1,8 @@
-"""The policy registry: kinds detected from paths and names, checkpoints written by make_checkpoint,
-their fit to the robot checked, broken ones refused with a clear error."""
+"""The policy registry: kinds detected from paths and names, checkpoints written by
+make_checkpoint,
+their fit to the robot checked, broken ones refused with a clear error.
+"""
+
 import json
 import shutil
 
@@ -13,7 +16,12 @@ from rtc_ros.core.policy import FlowPolicy, paper_velocity
 from rtc_ros.policies import make_checkpoint
 from rtc_ros.policies.lerobot.model import lerobot_available
 from rtc_ros.policies.registry import (
-    PolicyKind, PolicyLoadError, RobotSetup, detect_kind, example_observation, load_policy,
+    PolicyKind,
+    PolicyLoadError,
+    RobotSetup,
+    detect_kind,
+    example_observation,
+    load_policy,
 )
 from rtc_ros.sim.config import BimanualConfig
 
@@ -44,18 +52,33 @@ def guided_chunk(loaded, mode=GuidanceMode.VJP, steps=3):
     horizon = policy.prediction_horizon
     noise = torch.randn((1, horizon, policy.action_dim), generator=generator)
     previous = policy.to_model_space(torch.zeros(1, horizon - 25, loaded.interface.action_dim))
-    sample = guided_sample(paper_velocity(policy, context), noise, pad_to_horizon(previous, horizon),
-                           prefix_weights(horizon, 25, 5), steps, 5.0, mode)
+    sample = guided_sample(
+        paper_velocity(policy, context),
+        noise,
+        pad_to_horizon(previous, horizon),
+        prefix_weights(horizon, 25, 5),
+        steps,
+        5.0,
+        mode,
+    )
     return policy.from_model_space(sample)
 
 
 @needs_smolvla
 def test_tiny_smolvla_folder_is_lerobot_format_and_loads_through_the_registry(smolvla_folder):
     names = sorted(p.name for p in smolvla_folder.iterdir())
-    assert {"config.json", "model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json",
-            "rtc_ros.json"} <= set(names)
-    assert any(n.startswith("policy_preprocessor_step_") and n.endswith("normalizer_processor.safetensors")
-               for n in names)
+    assert {
+        "config.json",
+        "model.safetensors",
+        "policy_preprocessor.json",
+        "policy_postprocessor.json",
+        "rtc_ros.json",
+    } <= set(names)
+    assert any(
+        n.startswith("policy_preprocessor_step_")
+        and n.endswith("normalizer_processor.safetensors")
+        for n in names
+    )
     assert json.loads((smolvla_folder / "config.json").read_text())["type"] == "smolvla"
     assert detect_kind(str(smolvla_folder)) is PolicyKind.SMOLVLA
     loaded = load_policy(str(smolvla_folder))
@@ -115,22 +138,36 @@ def test_disagreeing_joint_names_are_refused_with_what_differs(smolvla_folder, t
     names["state_names"] = names["action_names"] = [f"armA_j{i + 1}" for i in range(14)]
     (folder / "rtc_ros.json").write_text(json.dumps(names))
     loaded = load_policy(str(folder))
-    with pytest.raises(PolicyLoadError, match=r"action names differ from joint_names at 0: 'armA_j1' vs "
-                                              r"'left_waist'"):
+    with pytest.raises(
+        PolicyLoadError,
+        match=r"action names differ from joint_names at 0: 'armA_j1' vs "
+        r"'left_waist'",
+    ):
         loaded.check_robot(SIM_ROBOT)
     problems = loaded.mismatches(RobotSetup(SIM_JOINTS[:7], ("top", "wrist")))
     assert any("state has 14 dimensions, joint_names has 7" in p for p in problems)
-    assert any("sees 1 cameras (observation.images.top), camera_names has 2" in p for p in problems)
+    assert any(
+        "sees 1 cameras (observation.images.top), camera_names has 2" in p for p in problems
+    )
 
 
 @needs_smolvla
-@pytest.mark.parametrize("damage, message", [
-    (lambda f: (f / "config.json").write_text("{not json"), "config.json is not valid JSON"),
-    (lambda f: (f / "config.json").write_text(json.dumps({"type": "act"})), "type 'act': unknown policy kind"),
-    (lambda f: (f / "model.safetensors").unlink(), "has no model.safetensors"),
-    (lambda f: (f / "model.safetensors").write_bytes(b"\0" * 64), "could not load the smolvla weights"),
-    (lambda f: (f / "config.json").unlink(), "has no config.json"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: (f / "config.json").write_text("{not json"), "config.json is not valid JSON"),
+        (
+            lambda f: (f / "config.json").write_text(json.dumps({"type": "act"})),
+            "type 'act': unknown policy kind",
+        ),
+        (lambda f: (f / "model.safetensors").unlink(), "has no model.safetensors"),
+        (
+            lambda f: (f / "model.safetensors").write_bytes(b"\0" * 64),
+            "could not load the smolvla weights",
+        ),
+        (lambda f: (f / "config.json").unlink(), "has no config.json"),
+    ],
+)
 def test_broken_or_unknown_folders_give_one_clear_error(smolvla_folder, tmp_path, damage, message):
     folder = copy_folder(smolvla_folder, tmp_path)
     damage(folder)
@@ -159,7 +196,12 @@ def test_builtin_pi0_by_name_is_fitted_to_the_robot_and_labelled_untrained():
 
 
 def test_builtin_pi0_checkpoint_stores_joint_names(tmp_path):
-    assert make_checkpoint.main(["--kind", "builtin-pi0", "--size", "tiny", "--output", str(tmp_path)]) == 0
+    assert (
+        make_checkpoint.main(
+            ["--kind", "builtin-pi0", "--size", "tiny", "--output", str(tmp_path)]
+        )
+        == 0
+    )
     path = tmp_path / make_checkpoint.BUILTIN_FILE
     assert detect_kind(str(path)) is PolicyKind.BUILTIN_PI0
     loaded = load_policy(str(path))
@@ -177,6 +219,7 @@ def test_the_shipped_demo_policy_is_the_default_and_fits_the_simulated_robot():
 
 def test_reference_checkpoints_store_their_joint_names(tmp_path):
     from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig
+
     path = tmp_path / "reference.pt"
     ReferenceFlowPolicy(ReferencePolicyConfig(50, 2, 2)).save(path, joint_names=("a", "b"))
     loaded = load_policy(str(path))
@@ -188,14 +231,18 @@ def test_make_checkpoint_reports_a_kind_it_cannot_write(tmp_path, capsys):
     missing = lerobot_available("pi0")
     if missing is None:
         pytest.skip("pi0 is buildable here")
-    assert make_checkpoint.main(["--kind", "pi0", "--size", "full", "--output", str(tmp_path)]) == 1
+    assert (
+        make_checkpoint.main(["--kind", "pi0", "--size", "full", "--output", str(tmp_path)]) == 1
+    )
     assert "pi0" in capsys.readouterr().err
 
 
 def test_make_checkpoint_fits_the_joints_of_a_parameter_file(tmp_path):
     config = tmp_path / "robot.yaml"
-    config.write_text("/**:\n  ros__parameters:\n    joint_names: [a, b]\n    position_lower: [-1, -2]\n"
-                      "    position_upper: [1, 2]\n    camera_names: [front, wrist]\n")
+    config.write_text(
+        "/**:\n  ros__parameters:\n    joint_names: [a, b]\n    position_lower: [-1, -2]\n"
+        "    position_upper: [1, 2]\n    camera_names: [front, wrist]\n"
+    )
     robot = make_checkpoint.robot_from_parameters(config)
     assert robot.joint_names == ("a", "b") and robot.camera_names == ("front", "wrist")
     path = make_checkpoint.make_checkpoint("builtin-pi0", "tiny", tmp_path / "out", robot)

@@ -39,12 +39,15 @@ def test_nan_or_wrongly_sized_actions_hold_the_last_command_and_are_counted(limi
     assert command_filter.rejected_actions == 2
 
 
-@pytest.mark.parametrize("kwargs, text", [
-    (dict(lower=(1.0, 0.0)), "lower limit"),
-    (dict(max_step=(0.1,)), "max_step needs one value per joint"),
-    (dict(max_step=(0.1, 0.0)), "max_step must be > 0"),
-    (dict(names=("a", "a")), "unique"),
-])
+@pytest.mark.parametrize(
+    "kwargs, text",
+    [
+        (dict(lower=(1.0, 0.0)), "lower limit"),
+        (dict(max_step=(0.1,)), "max_step needs one value per joint"),
+        (dict(max_step=(0.1, 0.0)), "max_step must be > 0"),
+        (dict(names=("a", "a")), "unique"),
+    ],
+)
 def test_invalid_limits_raise_value_error_saying_what_to_fix(kwargs, text):
     values = dict(names=("a", "b"), lower=(-1.0, 0.0), upper=(1.0, 0.1), max_step=(0.1, 0.01))
     values.update(kwargs)

@@ -15,7 +15,11 @@ import pytest
 from rtc_ros.core import AtomicSlot, Chunk, ChunkExecutor, ChunkingConfig, ExecutorSpec, Method
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
 from rtc_ros.runtime.control_loop import (
-    ControlLoop, ControlMode, ControlProcess, ControlProcessSpec, ControllerReport,
+    ControllerReport,
+    ControlLoop,
+    ControlMode,
+    ControlProcess,
+    ControlProcessSpec,
 )
 
 H = 10
@@ -31,8 +35,13 @@ def _loop(sent: list, period_s: float = 0.01, modes=None):
     chunks, states = AtomicSlot(), AtomicSlot()
     command_filter = CommandFilter(LIMITS)
     command_filter.reset(np.zeros(2))
-    return (ControlLoop(period_s, ChunkExecutor(), chunks, states, command_filter, sent.append, modes=modes),
-            chunks, states)
+    return (
+        ControlLoop(
+            period_s, ChunkExecutor(), chunks, states, command_filter, sent.append, modes=modes
+        ),
+        chunks,
+        states,
+    )
 
 
 def test_nothing_is_sent_before_the_first_chunk():
@@ -64,20 +73,38 @@ def test_the_loop_keeps_its_rate_and_records_period_errors():
 
 def test_the_garbage_collector_stays_out_of_the_ticks_and_collects_at_safe_points():
     collector_enabled = []
-    loop = ControlLoop(0.01, ChunkExecutor(), AtomicSlot(), AtomicSlot(), CommandFilter(LIMITS),
-                       print, on_tick=lambda result, command: collector_enabled.append(gc.isenabled()),
-                       safe_point_period_s=0.05)
+    loop = ControlLoop(
+        0.01,
+        ChunkExecutor(),
+        AtomicSlot(),
+        AtomicSlot(),
+        CommandFilter(LIMITS),
+        print,
+        on_tick=lambda result, command: collector_enabled.append(gc.isenabled()),
+        safe_point_period_s=0.05,
+    )
     loop.run(threading.Event(), duration_s=0.5)
     assert collector_enabled and not any(collector_enabled)
     assert loop.report().garbage_collections >= 5 and gc.isenabled()
 
 
 def test_report_survives_the_shared_memory_encoding():
-    report = ControllerReport(ticks=5, commands_published=4, underruns=1, period_error_p50_ms=0.1,
-                              period_error_p99_ms=0.5, period_error_max_ms=0.7, underrun_active=True,
-                              thread_priority=50, cpu_affinity_mask=0b101, memory_locked=True,
-                              paused_ticks=3, seam_step_p50_rad=0.02, seam_step_max_rad=0.05,
-                              in_chunk_step_p50_rad=0.01)
+    report = ControllerReport(
+        ticks=5,
+        commands_published=4,
+        underruns=1,
+        period_error_p50_ms=0.1,
+        period_error_p99_ms=0.5,
+        period_error_max_ms=0.7,
+        underrun_active=True,
+        thread_priority=50,
+        cpu_affinity_mask=0b101,
+        memory_locked=True,
+        paused_ticks=3,
+        seam_step_p50_rad=0.02,
+        seam_step_max_rad=0.05,
+        in_chunk_step_p50_rad=0.01,
+    )
     assert ControllerReport.from_array(report.to_array()) == report
     assert report.cpu_affinity == (0, 2)
 
@@ -112,15 +139,24 @@ def _running(pid: str) -> bool:
 
 def test_control_process_executes_chunks_handed_over_through_shared_memory():
     commands = multiprocessing.get_context("spawn").Queue()
-    process = ControlProcess(ControlProcessSpec(
-        period_s=0.01, chunk_shape=(H, 2), limits=LIMITS, executor=ExecutorSpec(), make_sink=QueueSink(commands),
-        initial_positions=(0.0, 0.0)))
+    process = ControlProcess(
+        ControlProcessSpec(
+            period_s=0.01,
+            chunk_shape=(H, 2),
+            limits=LIMITS,
+            executor=ExecutorSpec(),
+            make_sink=QueueSink(commands),
+            initial_positions=(0.0, 0.0),
+        )
+    )
     process.start()
     try:
         deadline = time.monotonic() + 20
         while process.controller_state() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        run_id = process.controller_state().run_id  # chunks must be planned on this process's clock
+        run_id = (
+            process.controller_state().run_id
+        )  # chunks must be planned on this process's clock
         process.publish_chunk(_ramp_chunk(0, 0, run_id))
         while process.controller_state().tick < 5 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -138,7 +174,7 @@ def test_control_process_executes_chunks_handed_over_through_shared_memory():
             break
     first = np.array(received)[:, 0]
     # every tick's action is 0.01 * tick, across the swap as well: no skipped or repeated action
-    assert len(first) >= 10 and np.allclose(np.diff(first[:H + 5]), 0.01)
+    assert len(first) >= 10 and np.allclose(np.diff(first[: H + 5]), 0.01)
     report = process.report()
     assert report.swaps == 2
     # The default real-time settings, as applied in the child (or refused there, and said so).
@@ -151,13 +187,23 @@ def test_control_loop_rejects_a_non_positive_period():
         ControlLoop(0.0, ChunkExecutor(), AtomicSlot(), AtomicSlot(), CommandFilter(LIMITS), print)
 
 
-def _process_commands(spec, first: Chunk, second_actions: np.ndarray) -> tuple[np.ndarray, Chunk, Chunk]:
+def _process_commands(
+    spec, first: Chunk, second_actions: np.ndarray
+) -> tuple[np.ndarray, Chunk, Chunk]:
     """Run a control process on ``first``; once it is a few ticks in, hand over a second chunk
-    starting at the controller's clock. Every command it sent, and both chunks as sent."""
+    starting at the controller's clock. Every command it sent, and both chunks as sent.
+    """
     commands = multiprocessing.get_context("spawn").Queue()
-    process = ControlProcess(ControlProcessSpec(
-        period_s=0.01, chunk_shape=first.actions.shape, limits=LIMITS, executor=spec,
-        make_sink=QueueSink(commands), initial_positions=(0.0, 0.0)))
+    process = ControlProcess(
+        ControlProcessSpec(
+            period_s=0.01,
+            chunk_shape=first.actions.shape,
+            limits=LIMITS,
+            executor=spec,
+            make_sink=QueueSink(commands),
+            initial_positions=(0.0, 0.0),
+        )
+    )
     process.start()
     try:
         deadline = time.monotonic() + 20
@@ -187,16 +233,24 @@ def _process_commands(spec, first: Chunk, second_actions: np.ndarray) -> tuple[n
     return np.array(received), first, second
 
 
-def _in_process_actions(spec, first: Chunk, second: Chunk, ticks: int, swap_tick: int) -> np.ndarray:
-    """What :class:`ChunkExecutor` commands in this process when ``second`` arrives at ``swap_tick``."""
+def _in_process_actions(
+    spec, first: Chunk, second: Chunk, ticks: int, swap_tick: int
+) -> np.ndarray:
+    """What :class:`ChunkExecutor` commands in this process when ``second`` arrives at
+    ``swap_tick``.
+    """
     executor = ChunkExecutor(spec, run_id=first.run_id)
-    return np.array([executor.tick(second if t >= swap_tick else first).action for t in range(ticks)])
+    return np.array(
+        [executor.tick(second if t >= swap_tick else first).action for t in range(ticks)]
+    )
 
 
 def _matches_in_process(spec, first, second, received) -> bool:
     """Whether ``received`` is what the executor commands in this process for some swap tick."""
-    return any(np.allclose(received, _in_process_actions(spec, first, second, len(received), swap_tick))
-               for swap_tick in range(1, len(received) - 10))
+    return any(
+        np.allclose(received, _in_process_actions(spec, first, second, len(received), swap_tick))
+        for swap_tick in range(1, len(received) - 10)
+    )
 
 
 @pytest.mark.parametrize("method", list(Method), ids=lambda m: m.value)
@@ -219,7 +273,9 @@ def test_temporal_ensembling_in_the_control_process_averages_overlapping_chunks(
     # exp(-m i) (oldest prediction i = 0): (1, e^-m) normalised for the two chunks here.
     newest_weight = np.exp(-spec.ensembling.decay) / (1.0 + np.exp(-spec.ensembling.decay))
     ticks = np.arange(second.start_tick, min(horizon, len(received)))
-    blended = (1 - newest_weight) * ramp[ticks] + newest_weight * second.actions[ticks - second.start_tick]
+    blended = (1 - newest_weight) * ramp[ticks] + newest_weight * second.actions[
+        ticks - second.start_tick
+    ]
     assert np.any(np.all(np.isclose(received[ticks], blended), axis=1))
 
 
@@ -230,7 +286,8 @@ def test_control_process_stops_and_removes_the_shared_memory_when_its_parent_die
         "sys.path.insert(0, sys.argv[1])\n"
         "from test_runtime_control_loop import *\n"
         "if __name__ == '__main__':\n"
-        "    process = ControlProcess(ControlProcessSpec(0.01, (H, 2), LIMITS, ExecutorSpec(), NullSink(),\n"
+        "    process = ControlProcess(ControlProcessSpec(0.01, (H, 2), LIMITS, ExecutorSpec(), "
+        "NullSink(),\n"
         "                                                (0.0, 0.0)))\n"
         "    process.start()\n"
         "    while process.controller_state() is None:\n"
@@ -238,15 +295,19 @@ def test_control_process_stops_and_removes_the_shared_memory_when_its_parent_die
         "    print(process.pid, *process.shared_memory_names, flush=True)\n"
         "    time.sleep(60)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", code, str(pathlib.Path(__file__).parent)],
-                              stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, str(pathlib.Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     child, *names = parent.stdout.readline().split()
     assert all(os.path.exists(f"/dev/shm/{name}") for name in names)
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 10
-    while (_running(child) or any(os.path.exists(f"/dev/shm/{n}") for n in names)) \
-            and time.monotonic() < deadline:
+    while (
+        _running(child) or any(os.path.exists(f"/dev/shm/{n}") for n in names)
+    ) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _running(child)
     assert not any(os.path.exists(f"/dev/shm/{name}") for name in names)
@@ -254,9 +315,16 @@ def test_control_process_stops_and_removes_the_shared_memory_when_its_parent_die
 
 def test_the_control_process_takes_a_new_synchronous_pause_while_running():
     commands = multiprocessing.get_context("spawn").Queue()
-    process = ControlProcess(ControlProcessSpec(
-        period_s=0.01, chunk_shape=(H, 2), limits=LIMITS, executor=ExecutorSpec(pause_after=4),
-        make_sink=QueueSink(commands), initial_positions=(0.0, 0.0)))
+    process = ControlProcess(
+        ControlProcessSpec(
+            period_s=0.01,
+            chunk_shape=(H, 2),
+            limits=LIMITS,
+            executor=ExecutorSpec(pause_after=4),
+            make_sink=QueueSink(commands),
+            initial_positions=(0.0, 0.0),
+        )
+    )
     process.start()
 
     def paused_at(ticks: int) -> int:
@@ -294,7 +362,9 @@ def test_a_hold_stops_commanding_at_once_and_a_resume_starts_from_the_measured_p
     modes.publish(ControlMode(request=2, holding=False, start_positions=(5.0, 5.0)))
     loop.step()
     assert len(sent) == 1  # the chunk planned before the hold never runs
-    chunks.publish(Chunk(np.full((H, 2), 8.0), states.latest().tick, 1, epoch=states.latest().epoch))
+    chunks.publish(
+        Chunk(np.full((H, 2), 8.0), states.latest().tick, 1, epoch=states.latest().epoch)
+    )
     loop.step()
     assert np.allclose(sent[-1], [6.0, 6.0])  # rate limited (1.0 per tick) from the measured 5.0
 

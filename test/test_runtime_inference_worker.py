@@ -1,4 +1,5 @@
 """The inference worker takes new settings between two chunks, never within one."""
+
 import dataclasses
 
 import numpy as np
@@ -6,7 +7,12 @@ import pytest
 import torch
 
 from rtc_ros.core import (
-    INITIAL_CONTROLLER_STATE, ChunkGenerator, ChunkingConfig, ControllerState, GuidanceMode, InferencePlanner,
+    INITIAL_CONTROLLER_STATE,
+    ChunkGenerator,
+    ChunkingConfig,
+    ControllerState,
+    GuidanceMode,
+    InferencePlanner,
     InferenceSettings,
 )
 from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig
@@ -16,15 +22,23 @@ H, M, STATE, S_MIN = 8, 2, 3, 3
 
 
 class CountingPolicy:
-    """A reference policy that counts velocity evaluations and can act on the first one of a chunk."""
+    """A reference policy that counts velocity evaluations and can act on the first one of a
+    chunk.
+    """
 
     def __init__(self) -> None:
         torch.manual_seed(0)
         self.inner = ReferenceFlowPolicy(ReferencePolicyConfig(H, M, STATE, hidden_dim=16)).eval()
         self.prediction_horizon, self.action_dim = H, M
         self.time_convention, self.device, self.dtype = (
-            self.inner.time_convention, self.inner.device, self.inner.dtype)
-        self.to_model_space, self.from_model_space = self.inner.to_model_space, self.inner.from_model_space
+            self.inner.time_convention,
+            self.inner.device,
+            self.inner.dtype,
+        )
+        self.to_model_space, self.from_model_space = (
+            self.inner.to_model_space,
+            self.inner.from_model_space,
+        )
         self.calls_per_chunk: list[int] = []
         self.on_first_velocity = None
 
@@ -47,8 +61,13 @@ class Harness:
         self.state = INITIAL_CONTROLLER_STATE
         self.chunks = []
         observation = {"state": np.zeros((1, STATE), np.float32)}
-        self.worker = InferenceWorker(InferencePlanner(H, S_MIN), ChunkGenerator(self.policy, config),
-                                      lambda: observation, lambda: self.state, self.chunks.append)
+        self.worker = InferenceWorker(
+            InferencePlanner(H, S_MIN),
+            ChunkGenerator(self.policy, config),
+            lambda: observation,
+            lambda: self.state,
+            self.chunks.append,
+        )
 
     def next_chunk(self):
         """Let the controller run the newest chunk until the worker makes the next one."""
@@ -65,22 +84,33 @@ class Harness:
 
 def _settings(worker: InferenceWorker, **changes) -> InferenceSettings:
     chunking_changes = {k: v for k, v in changes.items() if k != "min_execution_horizon"}
-    return InferenceSettings(dataclasses.replace(worker.settings.chunking, **chunking_changes),
-                             changes.get("min_execution_horizon", worker.settings.min_execution_horizon))
+    return InferenceSettings(
+        dataclasses.replace(worker.settings.chunking, **chunking_changes),
+        changes.get("min_execution_horizon", worker.settings.min_execution_horizon),
+    )
 
 
 def test_settings_changed_while_a_chunk_is_sampled_apply_from_the_next_chunk():
     harness = Harness(ChunkingConfig(num_steps=5, guidance=GuidanceMode.STOP_GRADIENT))
-    harness.policy.on_first_velocity = lambda: harness.worker.reconfigure(_settings(harness.worker, num_steps=2))
+    harness.policy.on_first_velocity = lambda: harness.worker.reconfigure(
+        _settings(harness.worker, num_steps=2)
+    )
     harness.next_chunk()
     harness.policy.on_first_velocity = None
     harness.next_chunk()
     assert harness.policy.calls_per_chunk == [5, 2]
 
 
-@pytest.mark.parametrize("change", [
-    {"num_steps": 3}, {"beta": 0.5}, {"guidance": GuidanceMode.STOP_GRADIENT}, {"min_execution_horizon": 5},
-], ids=lambda change: next(iter(change)))
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"num_steps": 3},
+        {"beta": 0.5},
+        {"guidance": GuidanceMode.STOP_GRADIENT},
+        {"min_execution_horizon": 5},
+    ],
+    ids=lambda change: next(iter(change)),
+)
 def test_each_setting_changes_the_next_chunk(change):
     def second_chunk(reconfigure: bool):
         harness = Harness()
@@ -114,8 +144,14 @@ class _ConstantGenerator:
 
 
 def _worker(published: list, value: float = 0.5, **kwargs) -> InferenceWorker:
-    return InferenceWorker(InferencePlanner(H, S_MIN), _ConstantGenerator(value), lambda: {"state": torch.zeros(1, M)},
-                           lambda: INITIAL_CONTROLLER_STATE, published.append, **kwargs)
+    return InferenceWorker(
+        InferencePlanner(H, S_MIN),
+        _ConstantGenerator(value),
+        lambda: {"state": torch.zeros(1, M)},
+        lambda: INITIAL_CONTROLLER_STATE,
+        published.append,
+        **kwargs,
+    )
 
 
 def test_emulated_latency_pads_each_inference_to_at_least_that_wall_time():

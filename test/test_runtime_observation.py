@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from rtc_ros.runtime.observation import ObservationAssembler, ObservationError, ObservationSpec, image_to_array
+from rtc_ros.runtime.observation import (
+    ObservationAssembler,
+    ObservationError,
+    ObservationSpec,
+    image_to_array,
+)
 
 SHAPE = (3, 2, 3)  # C, H, W
 
@@ -31,13 +36,18 @@ def test_row_padding_in_step_is_skipped():
 
 def test_mono8_image_has_one_channel():
     pixels = np.arange(6, dtype=np.uint8).reshape(2, 3)
-    assert np.array_equal(image_to_array(2, 3, "mono8", 3, pixels.tobytes(), (1, 2, 3)), pixels[None])
+    assert np.array_equal(
+        image_to_array(2, 3, "mono8", 3, pixels.tobytes(), (1, 2, 3)), pixels[None]
+    )
 
 
-@pytest.mark.parametrize("height, width, encoding, text", [
-    (4, 3, "rgb8", "expects 3x2x3"),
-    (2, 3, "16UC1", "not supported"),
-])
+@pytest.mark.parametrize(
+    "height, width, encoding, text",
+    [
+        (4, 3, "rgb8", "expects 3x2x3"),
+        (2, 3, "16UC1", "not supported"),
+    ],
+)
 def test_wrong_size_or_encoding_is_rejected_with_the_reason(height, width, encoding, text):
     with pytest.raises(ObservationError, match=text):
         image_to_array(height, width, encoding, width * 3, bytes(height * width * 3), SHAPE)
@@ -89,7 +99,9 @@ def test_observation_waits_for_every_camera():
 def test_nan_joint_positions_are_rejected_and_counted():
     assembler = _assembler(cameras=())
     with pytest.raises(ObservationError, match="NaN"):
-        assembler.add_joint_state(["j1", "j2", "j3"], [1.0, float("nan"), 3.0], stamp_s=10.0, now_s=10.0)
+        assembler.add_joint_state(
+            ["j1", "j2", "j3"], [1.0, float("nan"), 3.0], stamp_s=10.0, now_s=10.0
+        )
     assert assembler.rejected == 1 and "NaN" in assembler.last_rejection
     assert assembler.assemble(now_s=10.0)[0] is None
 
@@ -104,7 +116,9 @@ def test_joint_states_without_a_configured_joint_are_rejected_and_counted(names)
 
 def test_future_stamps_beyond_the_clock_skew_are_rejected_so_a_stopped_sensor_goes_stale():
     assembler = _assembler()
-    assembler.add_joint_state(["j1", "j2", "j3"], [1.0, 2.0, 3.0], stamp_s=10.05, now_s=10.0)  # within 0.1 s
+    assembler.add_joint_state(
+        ["j1", "j2", "j3"], [1.0, 2.0, 3.0], stamp_s=10.05, now_s=10.0
+    )  # within 0.1 s
     assembler.add_image("top", np.zeros(SHAPE, np.uint8), stamp_s=10.0, now_s=10.0)
     with pytest.raises(ObservationError, match="3600.000 s in the future"):
         assembler.add_image("top", np.ones(SHAPE, np.uint8), stamp_s=3610.0, now_s=10.0)
@@ -112,6 +126,8 @@ def test_future_stamps_beyond_the_clock_skew_are_rejected_so_a_stopped_sensor_go
         assembler.add_joint_state(["j1", "j2", "j3"], [9.0, 9.0, 9.0], stamp_s=3610.0, now_s=10.0)
     assert assembler.rejected == 2
     observation, _ = assembler.assemble(now_s=10.1)
-    assert observation["state"].tolist() == [[1.0, 2.0, 3.0]] and int(observation["image"].max()) == 0
+    assert (
+        observation["state"].tolist() == [[1.0, 2.0, 3.0]] and int(observation["image"].max()) == 0
+    )
     observation, reason = assembler.assemble(now_s=11.0)
     assert observation is None and "s old" in reason

@@ -1,10 +1,12 @@
-"""Real-time settings: applied where the system permits them, one warning and a normal loop where not.
+"""Real-time settings: applied where the system permits them, one warning and a normal loop where
+not.
 
 Each case runs in a child process, so that the test process keeps its scheduler and memory. The
 refused case drops the child's permission first: RLIMIT_RTPRIO 0 and a 64 KiB RLIMIT_MEMLOCK
 and, when it runs as root, CAP_SYS_NICE and CAP_IPC_LOCK removed from its capability bounding
 set (root would otherwise be allowed everything).
 """
+
 import ctypes
 import json
 import os
@@ -17,7 +19,9 @@ import pytest
 
 from rtc_ros.runtime.realtime import RealtimeSettings
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="real-time settings are Linux-only")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="real-time settings are Linux-only"
+)
 
 _PR_CAPBSET_DROP, _CAP_IPC_LOCK, _CAP_SYS_NICE = 24, 14, 23
 
@@ -34,8 +38,13 @@ def _without_realtime_permission() -> None:
 
 def _child(code: str, permitted: bool) -> dict:
     """Runs ``code`` in a child that prints one JSON line last; returns it (and its stderr)."""
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                            timeout=120, preexec_fn=None if permitted else _without_realtime_permission)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=None if permitted else _without_realtime_permission,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     report["stderr"] = result.stderr
@@ -50,13 +59,15 @@ _APPLY = """
         with open("/proc/self/status") as status:
             return int(next(line for line in status if line.startswith("VmLck")).split()[1])
 
-    with realtime(RealtimeSettings(thread_priority=20, cpu_affinity=(0,), lock_memory=True)) as applied:
-        inside = [os.sched_getscheduler(0), os.sched_getparam(0).sched_priority, sorted(os.sched_getaffinity(0)),
-                  locked_kb()]
+    settings = RealtimeSettings(thread_priority=20, cpu_affinity=(0,), lock_memory=True)
+    with realtime(settings) as applied:
+        inside = [os.sched_getscheduler(0), os.sched_getparam(0).sched_priority,
+                  sorted(os.sched_getaffinity(0)), locked_kb()]
     after = [os.sched_getscheduler(0), sorted(os.sched_getaffinity(0)), locked_kb()]
-    print(json.dumps({"applied": [applied.thread_priority, list(applied.cpu_affinity), applied.memory_locked],
-                      "refused": list(applied.refused), "warning": applied.warning, "inside": inside,
-                      "after": after, "fifo": os.SCHED_FIFO, "cpus": sorted(os.sched_getaffinity(0))}))
+    print(json.dumps({
+        "applied": [applied.thread_priority, list(applied.cpu_affinity), applied.memory_locked],
+        "refused": list(applied.refused), "warning": applied.warning, "inside": inside,
+        "after": after, "fifo": os.SCHED_FIFO, "cpus": sorted(os.sched_getaffinity(0))}))
 """
 
 
@@ -67,7 +78,11 @@ def test_settings_are_applied_when_permitted_and_undone_afterwards():
     assert report["applied"] == [20, [0], True] and report["warning"] is None
     scheduler, priority, cpus, locked_kb = report["inside"]
     assert (scheduler, priority, cpus) == (report["fifo"], 20, [0]) and locked_kb > 0
-    assert report["after"][0] != report["fifo"] and report["after"][2] == 0 and len(report["after"][1]) >= 1
+    assert (
+        report["after"][0] != report["fifo"]
+        and report["after"][2] == 0
+        and len(report["after"][1]) >= 1
+    )
 
 
 def test_refused_settings_are_reported_with_one_warning_saying_how_to_allow_them():
@@ -109,8 +124,9 @@ _LOOP = """
                        realtime_settings=RealtimeSettings(thread_priority=30, lock_memory=True))
     loop.run(threading.Event(), duration_s=0.5)
     r = loop.report()
-    print(json.dumps({"ticks": r.ticks, "sent": len(sent), "priority": r.thread_priority, "locked": r.memory_locked,
-                      "refused": r.realtime_refused, "warnings": warnings}))
+    print(json.dumps({"ticks": r.ticks, "sent": len(sent), "priority": r.thread_priority,
+                      "locked": r.memory_locked, "refused": r.realtime_refused,
+                      "warnings": warnings}))
 """
 
 

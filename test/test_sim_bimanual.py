@@ -1,4 +1,5 @@
 """The simulated bimanual robot behaves like a position-controlled arm with a camera."""
+
 import math
 
 import numpy as np
@@ -8,9 +9,14 @@ from rtc_ros.sim.bimanual import BimanualSim
 from rtc_ros.sim.config import GRIPPER_INDEX, JOINTS_PER_ARM, BimanualConfig, arm_slice
 from rtc_ros.sim.kinematics import top_down_ik
 
-NOISELESS = dict(process_noise_std=(0.0,) * 14, position_noise_std=(0.0,) * 14,
-                 velocity_noise_std=(0.0,) * 14, image_noise_std=0.0, reset_noise_std=0.0,
-                 target_jump_probability=0.0)
+NOISELESS = dict(
+    process_noise_std=(0.0,) * 14,
+    position_noise_std=(0.0,) * 14,
+    velocity_noise_std=(0.0,) * 14,
+    image_noise_std=0.0,
+    reset_noise_std=0.0,
+    target_jump_probability=0.0,
+)
 
 
 def noiseless_sim(seed=0, **overrides):
@@ -19,24 +25,31 @@ def noiseless_sim(seed=0, **overrides):
 
 def test_default_config_names_fourteen_viperx_joints_left_then_right():
     names = BimanualConfig().joint_names
-    assert names[:7] == ('left_waist', 'left_shoulder', 'left_elbow', 'left_forearm_roll',
-                         'left_wrist_angle', 'left_wrist_rotate', 'left_gripper')
-    assert names[7:] == tuple(n.replace('left_', 'right_') for n in names[:7])
+    assert names[:7] == (
+        "left_waist",
+        "left_shoulder",
+        "left_elbow",
+        "left_forearm_roll",
+        "left_wrist_angle",
+        "left_wrist_rotate",
+        "left_gripper",
+    )
+    assert names[7:] == tuple(n.replace("left_", "right_") for n in names[:7])
 
 
 def test_config_round_trips_through_a_plain_dict_of_lists():
     config = BimanualConfig(cube_size_m=0.03, left_base_xyz_m=(-0.5, 0.01, 0.0))
     values = config.to_dict()
-    assert isinstance(values['joint_names'], list) and isinstance(values['position_upper'], list)
+    assert isinstance(values["joint_names"], list) and isinstance(values["position_upper"], list)
     assert BimanualConfig.from_dict(values) == config
 
 
 def test_config_rejects_unknown_keys_and_wrong_lengths_with_the_field_name():
-    with pytest.raises(ValueError, match='unknown BimanualConfig keys'):
-        BimanualConfig.from_dict({'cube_size': 0.03})
-    with pytest.raises(ValueError, match='velocity_limits'):
+    with pytest.raises(ValueError, match="unknown BimanualConfig keys"):
+        BimanualConfig.from_dict({"cube_size": 0.03})
+    with pytest.raises(ValueError, match="velocity_limits"):
         BimanualConfig(velocity_limits=(1.0,) * 13)
-    with pytest.raises(ValueError, match='position_lower must be below'):
+    with pytest.raises(ValueError, match="position_lower must be below"):
         BimanualConfig(position_lower=BimanualConfig().position_upper)
 
 
@@ -79,7 +92,7 @@ def test_joint_speed_and_acceleration_never_exceed_their_limits():
         assert np.all(np.abs(v - previous_v) <= amax * dt + accel_slack)
         peak = np.maximum(peak, np.abs(v))
         previous_q, previous_v = q, v
-    assert np.all(peak > 0.97 * vmax), 'long moves reach the velocity limit'
+    assert np.all(peak > 0.97 * vmax), "long moves reach the velocity limit"
 
 
 def test_a_nan_entry_keeps_that_joints_previous_command():
@@ -132,7 +145,10 @@ def test_same_seed_gives_the_same_episode_and_images_and_another_seed_does_not()
 
 
 def test_rendering_does_not_change_the_robots_motion():
-    rendered, blind = BimanualSim(rng=np.random.default_rng(3)), BimanualSim(rng=np.random.default_rng(3))
+    rendered, blind = (
+        BimanualSim(rng=np.random.default_rng(3)),
+        BimanualSim(rng=np.random.default_rng(3)),
+    )
     for _ in range(10):
         rendered.render()
         for sim in (rendered, blind):

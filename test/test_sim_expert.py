@@ -1,4 +1,5 @@
 """The scripted expert solves the grasp task with smooth, limit-respecting action chunks."""
+
 import math
 
 import numpy as np
@@ -21,9 +22,11 @@ def test_quintic_meets_its_boundary_conditions_and_holds_after_its_end():
 
 
 def test_expert_grasps_both_cubes_in_at_least_19_of_20_episodes_with_cube_moves():
-    results = [run_expert_episode(np.random.default_rng(seed), record_every=0) for seed in range(20)]
+    results = [
+        run_expert_episode(np.random.default_rng(seed), record_every=0) for seed in range(20)
+    ]
     assert sum(r.success for r in results) >= 19
-    assert sum(r.targets_moved > 0 for r in results) >= 5, 'the test covers replanning'
+    assert sum(r.targets_moved > 0 for r in results) >= 5, "the test covers replanning"
     assert max(r.duration_s for r in results) < BimanualConfig().episode_duration_s
 
 
@@ -58,10 +61,15 @@ def test_commands_stay_within_the_experts_share_of_the_velocity_limits_across_a_
         sim.step(period)
     assert sim.targets_moved == 2
     speeds = np.abs(np.diff(commands, axis=0)) / period
-    # Min-jerk moves from rest peak at the budget; replans starting in motion may exceed it a little.
-    assert np.all(speeds <= 1.3 * expert.config.velocity_fraction * np.array(config.velocity_limits))
+    # Min-jerk moves from rest peak at the budget; replans starting in motion may exceed it a
+    # little.
+    assert np.all(
+        speeds <= 1.3 * expert.config.velocity_fraction * np.array(config.velocity_limits)
+    )
     accelerations = np.abs(np.diff(commands, n=2, axis=0)) / period**2
-    acceleration_budget = expert.config.acceleration_fraction * np.array(config.acceleration_limits)
+    acceleration_budget = expert.config.acceleration_fraction * np.array(
+        config.acceleration_limits
+    )
     assert np.all(accelerations <= 2.0 * acceleration_budget)
 
 
@@ -73,8 +81,11 @@ def test_each_arm_grasps_in_either_wrist_mode_and_both_modes_occur():
     modes = np.concatenate(modes)
     assert set(np.round(modes, 6)) == {0.0, round(math.pi / 2, 6)}
     for probability in (0.0, 1.0):
-        result = run_expert_episode(np.random.default_rng(5), expert_config=ExpertConfig(
-            rotated_grasp_probability=probability), record_every=0)
+        result = run_expert_episode(
+            np.random.default_rng(5),
+            expert_config=ExpertConfig(rotated_grasp_probability=probability),
+            record_every=0,
+        )
         assert result.success
 
 
@@ -87,7 +98,8 @@ def test_unimodal_expert_always_grasps_with_wrist_rotate_zero():
 
 def test_demonstrations_stack_images_joints_and_chunks_of_every_recorded_tick():
     demos = generate_demonstrations(
-        3, np.random.default_rng(0), record_every=10, image_size=(64, 64), workers=1)
+        3, np.random.default_rng(0), record_every=10, image_size=(64, 64), workers=1
+    )
     n = len(demos)
     assert demos.images.shape == (n, 64, 64, 3) and demos.images.dtype == np.uint8
     assert demos.joint_positions.shape == (n, 14) and demos.action_chunks.shape == (n, 50, 14)
@@ -122,7 +134,9 @@ def test_an_arm_held_back_from_its_plan_is_replanned_from_where_it_is_and_still_
     np.testing.assert_allclose(first_after[0], measured, atol=0.01)
     while not sim.episode_over and not sim.task_success():
         _, q, _ = sim.joint_state()
-        command = expert.action_chunk(sim.time_s, sim.target_positions(), horizon=1, joint_positions=q)[0]
+        command = expert.action_chunk(
+            sim.time_s, sim.target_positions(), horizon=1, joint_positions=q
+        )[0]
         sim.set_command(command)
         sim.step(period)
     assert sim.task_success()

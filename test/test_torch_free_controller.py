@@ -1,4 +1,7 @@
-"""The controller side of the package (nodes, control process, real-time core) runs without torch."""
+"""The controller side of the package (nodes, control process, real-time core) runs without
+torch.
+"""
+
 import subprocess
 import sys
 
@@ -21,7 +24,9 @@ def _loaded_after_import(modules: tuple[str, ...], probe: str) -> bool:
     code = "import importlib, sys\n"
     code += "".join(f"importlib.import_module({m!r})\n" for m in modules)
     code += f"print({probe!r} in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip() == "True"
 

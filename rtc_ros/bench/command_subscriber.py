@@ -1,4 +1,4 @@
-"""A robot-side subscriber for the controller timing benchmark: when do the commands arrive?
+"""A robot-side subscriber for the controller timing benchmark: when the commands arrive.
 
     python -m rtc_ros.bench.command_subscriber --topic /ns/commands --output arrivals.npy \
         [--thread-priority 50] [--domain-id 0]
@@ -10,6 +10,7 @@ time (CLOCK_MONOTONIC, in the callback) and the header stamp the sender set when
 On SIGINT or SIGTERM it writes an (n, 2) int64 array of nanoseconds to ``--output`` and exits.
 Prints ``ready`` once subscribed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,10 +32,14 @@ MAX_MESSAGES = 1_000_000
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--topic", required=True)
     parser.add_argument("--output", required=True)
-    parser.add_argument("--thread-priority", type=int, default=0, help="SCHED_FIFO priority; 0: normal")
+    parser.add_argument(
+        "--thread-priority", type=int, default=0, help="SCHED_FIFO priority; 0: normal"
+    )
     parser.add_argument("--domain-id", type=int, default=None)
     args = parser.parse_args(argv)
     stop = threading.Event()
@@ -51,7 +56,9 @@ def main(argv: list[str] | None = None) -> None:
             nonlocal count
             if count < MAX_MESSAGES:
                 records[count, 0] = time.monotonic_ns()
-                records[count, 1] = message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+                records[count, 1] = (
+                    message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+                )
                 count += 1
 
         context = rclpy.Context()

@@ -29,6 +29,7 @@ Per placement, in milliseconds:
 Writes DIR/timing.json and DIR/timing.png (the distributions). A benchmark, not a test: it
 reports figures and asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,8 @@ import time
 import numpy as np
 import torch
 
-from rtc_ros.core.handover import AtomicSlot
 from rtc_ros.core.config import ChunkingConfig
+from rtc_ros.core.handover import AtomicSlot
 from rtc_ros.core.methods import ChunkGenerator
 from rtc_ros.core.scheduler import ChunkExecutor, ExecutorSpec, InferencePlanner
 from rtc_ros.nodes.controller_links import RosCommandSinkFactory
@@ -71,7 +72,8 @@ _MEMORY_CHURNER = (
     "while True:\n"
     "    block = bytearray(64 << 20)\n"
     "    block[::page] = b'\\x01' * (len(block) // page)\n"
-    "    del block\n")
+    "    del block\n"
+)
 
 
 class Placement(enum.Enum):
@@ -99,14 +101,23 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
 
 def _worker(controller_state, publish_chunk) -> InferenceWorker:
     torch.manual_seed(0)
-    policy = ReferenceFlowPolicy(ReferencePolicyConfig(HORIZON, ACTION_DIM, STATE_DIM, image_shape=(3, 96, 96)))
+    policy = ReferenceFlowPolicy(
+        ReferencePolicyConfig(HORIZON, ACTION_DIM, STATE_DIM, image_shape=(3, 96, 96))
+    )
     policy.eval().requires_grad_(False)
-    observation = {"state": torch.zeros(1, STATE_DIM), "image": torch.zeros(1, 3, 96, 96, dtype=torch.uint8)}
+    observation = {
+        "state": torch.zeros(1, STATE_DIM),
+        "image": torch.zeros(1, 3, 96, 96, dtype=torch.uint8),
+    }
     # s_min = 1: inference runs back to back, the worst case for the controller's timing (d is
     # then often clamped to H - s, which is expected here and not worth a warning).
-    worker = InferenceWorker(InferencePlanner(HORIZON, 1, on_delay_clamped=lambda delay, limit: None),
-                             ChunkGenerator(policy, ChunkingConfig(guidance="vjp")),
-                             lambda: observation, controller_state, publish_chunk)
+    worker = InferenceWorker(
+        InferencePlanner(HORIZON, 1, on_delay_clamped=lambda delay, limit: None),
+        ChunkGenerator(policy, ChunkingConfig(guidance="vjp")),
+        lambda: observation,
+        controller_state,
+        publish_chunk,
+    )
     worker.warm_up(observation)
     return worker
 
@@ -114,12 +125,27 @@ def _worker(controller_state, publish_chunk) -> InferenceWorker:
 class _Subscriber:
     """The command subscriber in its own process, started and stopped around one segment."""
 
-    def __init__(self, topic: str, thread_priority: int, domain_id: int, output: pathlib.Path) -> None:
+    def __init__(
+        self, topic: str, thread_priority: int, domain_id: int, output: pathlib.Path
+    ) -> None:
         self._output = output
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "rtc_ros.bench.command_subscriber", "--topic", topic, "--output", str(output),
-             "--thread-priority", str(thread_priority), "--domain-id", str(domain_id)],
-            stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "rtc_ros.bench.command_subscriber",
+                "--topic",
+                topic,
+                "--output",
+                str(output),
+                "--thread-priority",
+                str(thread_priority),
+                "--domain-id",
+                str(domain_id),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         if self._process.stdout.readline().strip() != "ready":
             self._process.kill()
             raise RuntimeError("the command subscriber did not start")
@@ -135,17 +161,34 @@ class _Subscriber:
         return np.load(self._output)
 
 
-def run_segment(placement: Placement, seconds: float, period_s: float, thread_priority: int, domain_id: int,
-                workdir: pathlib.Path, index: int) -> dict[str, np.ndarray]:
+def run_segment(
+    placement: Placement,
+    seconds: float,
+    period_s: float,
+    thread_priority: int,
+    domain_id: int,
+    workdir: pathlib.Path,
+    index: int,
+) -> dict[str, np.ndarray]:
     """One placement for ``seconds``: its period errors (ms), arrival and stamp times (ns)."""
     namespace = f"/rtc_timing_{os.getpid()}_{index}"
     rt = placement is Placement.PROCESS_RT
     settings = RealtimeSettings(thread_priority=thread_priority) if rt else RealtimeSettings.off()
-    subscriber = _Subscriber(f"{namespace}/commands", thread_priority if rt else 0, domain_id,
-                             workdir / f"arrivals_{index}.npy")
-    sinks = RosCommandSinkFactory(node_name="rtc_timing_control", namespace=namespace, domain_id=domain_id,
-                                  ros_args=(), command_format=CommandFormat.JOINT_TRAJECTORY, joint_names=JOINTS,
-                                  period_s=period_s)
+    subscriber = _Subscriber(
+        f"{namespace}/commands",
+        thread_priority if rt else 0,
+        domain_id,
+        workdir / f"arrivals_{index}.npy",
+    )
+    sinks = RosCommandSinkFactory(
+        node_name="rtc_timing_control",
+        namespace=namespace,
+        domain_id=domain_id,
+        ros_args=(),
+        command_format=CommandFormat.JOINT_TRAJECTORY,
+        joint_names=JOINTS,
+        period_s=period_s,
+    )
     ticks = int(round(seconds / period_s))
     try:
         if placement is Placement.THREAD:
@@ -153,8 +196,15 @@ def run_segment(placement: Placement, seconds: float, period_s: float, thread_pr
             command_filter = CommandFilter(LIMITS)
             command_filter.reset(np.zeros(ACTION_DIM))
             sink = sinks()
-            loop = ControlLoop(period_s, ChunkExecutor(), chunks, states, command_filter, sink,
-                               realtime_settings=settings)
+            loop = ControlLoop(
+                period_s,
+                ChunkExecutor(),
+                chunks,
+                states,
+                command_filter,
+                sink,
+                realtime_settings=settings,
+            )
             worker = _worker(states.latest, chunks.publish)
             stop = threading.Event()
             thread = threading.Thread(target=loop.run, args=(stop,), name="rtc_control")
@@ -167,8 +217,17 @@ def run_segment(placement: Placement, seconds: float, period_s: float, thread_pr
             sink.close()
             period_errors = loop.period_errors_ms.values()
         else:
-            process = ControlProcess(ControlProcessSpec(period_s, (HORIZON, ACTION_DIM), LIMITS, ExecutorSpec(), sinks,
-                                                        (0.0,) * ACTION_DIM, realtime=settings))
+            process = ControlProcess(
+                ControlProcessSpec(
+                    period_s,
+                    (HORIZON, ACTION_DIM),
+                    LIMITS,
+                    ExecutorSpec(),
+                    sinks,
+                    (0.0,) * ACTION_DIM,
+                    realtime=settings,
+                )
+            )
             worker = _worker(process.controller_state, process.publish_chunk)
             process.start()
             while process.report().ticks == 0:  # the child takes seconds to import and start
@@ -182,25 +241,39 @@ def run_segment(placement: Placement, seconds: float, period_s: float, thread_pr
         subscriber.kill()
         raise
     records = subscriber.stop()
-    return {"period_error_ms": np.asarray(period_errors)[-ticks:], "arrival_ns": records[:, 0],
-            "stamp_ns": records[:, 1]}
+    return {
+        "period_error_ms": np.asarray(period_errors)[-ticks:],
+        "arrival_ns": records[:, 0],
+        "stamp_ns": records[:, 1],
+    }
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:
     if values.size == 0:
         return {"p50": float("nan"), "p99": float("nan"), "max": float("nan"), "samples": 0}
-    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99)),
-            "max": float(values.max()), "samples": int(values.size)}
+    return {
+        "p50": float(np.percentile(values, 50)),
+        "p99": float(np.percentile(values, 99)),
+        "max": float(values.max()),
+        "samples": int(values.size),
+    }
 
 
-def summarize(segments: list[dict[str, np.ndarray]], period_s: float) -> tuple[dict, dict[str, np.ndarray]]:
+def summarize(
+    segments: list[dict[str, np.ndarray]], period_s: float
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Figures over all segments of one placement, and the samples behind them."""
     period_errors = np.concatenate([s["period_error_ms"] for s in segments])
-    arrivals = np.concatenate([np.diff(s["arrival_ns"])[SKIPPED_ARRIVALS:] for s in segments]) / 1e6
+    arrivals = (
+        np.concatenate([np.diff(s["arrival_ns"])[SKIPPED_ARRIVALS:] for s in segments]) / 1e6
+    )
     stamps = np.concatenate([np.diff(s["stamp_ns"])[SKIPPED_ARRIVALS:] for s in segments]) / 1e6
     period_ms = period_s * 1e3
-    samples = {"period_error_ms": period_errors, "publish_jitter_ms": np.abs(stamps - period_ms),
-               "arrival_jitter_ms": np.abs(arrivals - period_ms)}
+    samples = {
+        "period_error_ms": period_errors,
+        "publish_jitter_ms": np.abs(stamps - period_ms),
+        "arrival_jitter_ms": np.abs(arrivals - period_ms),
+    }
     figures = {name: _percentiles(values) for name, values in samples.items()}
     figures["arrival_interval_ms"] = _percentiles(arrivals)
     return figures, samples
@@ -208,6 +281,7 @@ def summarize(segments: list[dict[str, np.ndarray]], period_s: float) -> tuple[d
 
 def plot(samples: dict[str, dict[str, np.ndarray]], path: pathlib.Path, title: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -218,8 +292,12 @@ def plot(samples: dict[str, dict[str, np.ndarray]], path: pathlib.Path, title: s
             data = np.sort(values[metric])
             if data.size:
                 # Complementary CDF on a log scale: the tail, which is what a robot feels.
-                axis.step(np.maximum(data, 1e-3), 1.0 - np.arange(data.size) / data.size, where="post",
-                          label=placement)
+                axis.step(
+                    np.maximum(data, 1e-3),
+                    1.0 - np.arange(data.size) / data.size,
+                    where="post",
+                    label=placement,
+                )
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel(f"{metric.removesuffix('_ms').replace('_', ' ')} (ms)")
@@ -233,16 +311,27 @@ def plot(samples: dict[str, dict[str, np.ndarray]], path: pathlib.Path, title: s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per placement")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="measured seconds per placement"
+    )
     parser.add_argument("--load", type=int, default=2, help="busy processes beside inference")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--rate-hz", type=float, default=50.0)
-    parser.add_argument("--thread-priority", type=int, default=50, help="SCHED_FIFO priority of process_rt")
-    parser.add_argument("--placements", default=",".join(p.value for p in Placement),
-                        help="comma-separated subset of thread, process, process_rt")
+    parser.add_argument(
+        "--thread-priority", type=int, default=50, help="SCHED_FIFO priority of process_rt"
+    )
+    parser.add_argument(
+        "--placements",
+        default=",".join(p.value for p in Placement),
+        help="comma-separated subset of thread, process, process_rt",
+    )
     parser.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "0")))
-    parser.add_argument("--output", type=pathlib.Path, required=True, help="folder for timing.json and timing.png")
+    parser.add_argument(
+        "--output", type=pathlib.Path, required=True, help="folder for timing.json and timing.png"
+    )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.rounds < 1 or args.load < 0:
         parser.error("--seconds must be > 0, --rounds >= 1 and --load >= 0")
@@ -259,9 +348,17 @@ def main(argv: list[str] | None = None) -> None:
                 shift = round_index % len(placements)
                 for position, placement in enumerate(placements[shift:] + placements[:shift]):
                     print(f"round {round_index + 1}/{args.rounds}: {placement.value}", flush=True)
-                    segments[placement].append(run_segment(
-                        placement, args.seconds / args.rounds, period_s, args.thread_priority, args.domain_id,
-                        pathlib.Path(workdir), round_index * len(placements) + position))
+                    segments[placement].append(
+                        run_segment(
+                            placement,
+                            args.seconds / args.rounds,
+                            period_s,
+                            args.thread_priority,
+                            args.domain_id,
+                            pathlib.Path(workdir),
+                            round_index * len(placements) + position,
+                        )
+                    )
     finally:
         stop_processes(load)
     results, samples = {}, {}
@@ -269,31 +366,56 @@ def main(argv: list[str] | None = None) -> None:
         results[placement.value], samples[placement.value] = summarize(parts, period_s)
     report = {
         "benchmark": "rtc_ros.bench.controller_timing",
-        "command": " ".join(["python -m rtc_ros.bench.controller_timing",
-                             *(argv if argv is not None else sys.argv[1:])]),
-        "created_utc": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                    "load_average_at_end": os.getloadavg()},
-        "settings": {"seconds_per_placement": args.seconds, "rounds": args.rounds, "load_processes": args.load,
-                     "rate_hz": args.rate_hz, "thread_priority": args.thread_priority},
+        "command": " ".join(
+            [
+                "python -m rtc_ros.bench.controller_timing",
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        ),
+        "created_utc": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(
+            timespec="seconds"
+        ),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "load_average_at_end": os.getloadavg(),
+        },
+        "settings": {
+            "seconds_per_placement": args.seconds,
+            "rounds": args.rounds,
+            "load_processes": args.load,
+            "rate_hz": args.rate_hz,
+            "thread_priority": args.thread_priority,
+        },
         "results": results,
     }
     (args.output / "timing.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(samples, args.output / "timing.png",
-         f"{args.rate_hz:g} Hz control loop beside CPU inference and {args.load} busy processes")
+    plot(
+        samples,
+        args.output / "timing.png",
+        f"{args.rate_hz:g} Hz control loop beside CPU inference and {args.load} busy processes",
+    )
     print(format_table(results))
     print(f"wrote {args.output / 'timing.json'} and {args.output / 'timing.png'}")
 
 
 def format_table(results: dict[str, dict]) -> str:
-    lines = [f"{'placement':<11}{'period error p50/p99/max ms':>30}{'publish jitter p50/p99/max':>30}"
-             f"{'arrival jitter p50/p99/max':>30}{'interval p99':>14}"]
+    lines = [
+        f"{'placement':<11}{'period error p50/p99/max ms':>30}{'publish jitter p50/p99/max':>30}"
+        f"{'arrival jitter p50/p99/max':>30}{'interval p99':>14}"
+    ]
     for placement, r in results.items():
-        cells = [f"{r[m]['p50']:.3f}/{r[m]['p99']:.3f}/{r[m]['max']:.2f}"
-                 for m in ("period_error_ms", "publish_jitter_ms", "arrival_jitter_ms")]
-        lines.append(f"{placement:<11}{cells[0]:>30}{cells[1]:>30}{cells[2]:>30}"
-                     f"{r['arrival_interval_ms']['p99']:>14.3f}")
+        cells = [
+            f"{r[m]['p50']:.3f}/{r[m]['p99']:.3f}/{r[m]['max']:.2f}"
+            for m in ("period_error_ms", "publish_jitter_ms", "arrival_jitter_ms")
+        ]
+        lines.append(
+            f"{placement:<11}{cells[0]:>30}{cells[1]:>30}{cells[2]:>30}"
+            f"{r['arrival_interval_ms']['p99']:>14.3f}"
+        )
     return "\n".join(lines)
 
 

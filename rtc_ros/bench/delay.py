@@ -14,6 +14,7 @@ and RTC. ``--quick`` runs a few rollouts of one task, to check the harness in un
 Policies come from ``rtc_ros/bench/checkpoints`` (``--checkpoints``); a task without a
 checkpoint there is trained first (a few minutes on CPU) and saved in ``DIR/checkpoints``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,12 +23,18 @@ import dataclasses
 import pathlib
 import sys
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from rtc_ros.bench.delay_harness import Generate, Rollouts, run_rollouts, smoothness, wilson_interval
+from rtc_ros.bench.delay_harness import (
+    Generate,
+    Rollouts,
+    run_rollouts,
+    smoothness,
+    wilson_interval,
+)
 from rtc_ros.bench.delay_policies import (
     SHIPPED_CHECKPOINTS,
     PolicyRecipe,
@@ -61,9 +68,25 @@ handling of seams (TE, BID, RTC) can be expected to recover with this policy."""
 TRAJECTORY_METHODS = ("naive_async", "temporal_ensembling", "rtc_soft/vjp")
 
 COLUMNS = (
-    "task", "method", "delay", "execution_horizon", "rollouts", "successes", "success_rate",
-    "success_ci_low", "success_ci_high", "jerk_mean", "jerk_max", "seam_jump_max", "seam_jump_mean",
-    "step_mean", "prefix_error", "inferences", "underruns", "paused_ticks", "wall_s",
+    "task",
+    "method",
+    "delay",
+    "execution_horizon",
+    "rollouts",
+    "successes",
+    "success_rate",
+    "success_ci_low",
+    "success_ci_high",
+    "jerk_mean",
+    "jerk_max",
+    "seam_jump_max",
+    "seam_jump_mean",
+    "step_mean",
+    "prefix_error",
+    "inferences",
+    "underruns",
+    "paused_ticks",
+    "wall_s",
 )
 """results.csv columns; see docs/benchmarks/delay/README.md for their definitions."""
 
@@ -87,15 +110,21 @@ class Sweep:
     def __post_init__(self) -> None:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or not self.tasks:
-            raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASKS)}, got {self.tasks}")
+            raise ValueError(
+                f"tasks must be a non-empty subset of {', '.join(TASKS)}, got {self.tasks}"
+            )
         if self.rollouts < 1:
             raise ValueError(f"rollouts must be >= 1, got {self.rollouts}")
         for d, s in self.cells():
             if not d <= s < self.prediction_horizon or s + d > self.prediction_horizon:
-                raise ValueError(f"delay {d} with execution horizon {s} needs d <= s and s + d <= H = "
-                                 f"{self.prediction_horizon}")
+                raise ValueError(
+                    f"delay {d} with execution horizon {s} needs d <= s and s + d <= H = "
+                    f"{self.prediction_horizon}"
+                )
         if self.trajectory_task not in self.tasks or self.trajectory_delay not in self.delays:
-            raise ValueError("trajectory_task and trajectory_delay must be among the swept tasks and delays")
+            raise ValueError(
+                "trajectory_task and trajectory_delay must be among the swept tasks and delays"
+            )
 
     def execution_horizon(self, delay: int) -> int:
         return max(delay, self.min_execution_horizon)
@@ -108,8 +137,13 @@ class Sweep:
 
 
 FULL_SWEEP = Sweep(tasks=tuple(TASKS))
-QUICK_SWEEP = Sweep(tasks=("navigation",), delays=(0, 1), execution_horizons=(1, 2), rollouts=16,
-                    trajectory_delay=1)
+QUICK_SWEEP = Sweep(
+    tasks=("navigation",),
+    delays=(0, 1),
+    execution_horizons=(1, 2),
+    rollouts=16,
+    trajectory_delay=1,
+)
 
 
 def run_cell(
@@ -134,28 +168,51 @@ def run_cell(
         generate = _expert_chunks(task, sweep.prediction_horizon)
     else:
         label = config.label
-        generate = ChunkGenerator(policies.strong, config, weak_policy=policies.weak,
-                                  generator=torch.Generator().manual_seed(task_seed)).generate
-    rollouts = run_rollouts(task, generate, config, sweep.prediction_horizon, delay, execution_horizon,
-                            sweep.rollouts, task_seed)
+        generate = ChunkGenerator(
+            policies.strong,
+            config,
+            weak_policy=policies.weak,
+            generator=torch.Generator().manual_seed(task_seed),
+        ).generate
+    rollouts = run_rollouts(
+        task,
+        generate,
+        config,
+        sweep.prediction_horizon,
+        delay,
+        execution_horizon,
+        sweep.rollouts,
+        task_seed,
+    )
     metrics = smoothness(np.clip(rollouts.actions, -1.0, 1.0), rollouts.running, rollouts.seams)
     successes = int(rollouts.success.sum())
     low, high = wilson_interval(successes, sweep.rollouts)
     row = dict(
-        task=task_name, method=label, delay=delay, execution_horizon=execution_horizon,
-        rollouts=sweep.rollouts, successes=successes, success_rate=successes / sweep.rollouts,
-        success_ci_low=low, success_ci_high=high, **dataclasses.asdict(metrics),
-        prefix_error=rollouts.prefix_error, inferences=len(rollouts.request_ticks),
+        task=task_name,
+        method=label,
+        delay=delay,
+        execution_horizon=execution_horizon,
+        rollouts=sweep.rollouts,
+        successes=successes,
+        success_rate=successes / sweep.rollouts,
+        success_ci_low=low,
+        success_ci_high=high,
+        **dataclasses.asdict(metrics),
+        prefix_error=rollouts.prefix_error,
+        inferences=len(rollouts.request_ticks),
         underruns=rollouts.underruns,
-        paused_ticks=int(rollouts.paused.sum()), wall_s=time.perf_counter() - started,
+        paused_ticks=int(rollouts.paused.sum()),
+        wall_s=time.perf_counter() - started,
     )
     return row, rollouts
 
 
 def _expert_chunks(task: Task, prediction_horizon: int) -> Generate:
     """The expert's chunks planned from the task's true state, for the running episodes."""
+
     def generate(observation, unexecuted, inference_delay, execution_horizon):
         return torch.as_tensor(task.expert_chunk(prediction_horizon)[task.running()])
+
     return generate
 
 
@@ -174,13 +231,22 @@ def run_sweep(
     for task_name in sweep.tasks:
         for delay, execution_horizon in sweep.cells():
             for config in methods:
-                row, rollouts = run_cell(task_name, policies[task_name], config, delay, execution_horizon, sweep)
+                row, rollouts = run_cell(
+                    task_name, policies[task_name], config, delay, execution_horizon, sweep
+                )
                 rows.append(row)
-                log(f"{task_name:10s} {row['method']:22s} d={delay} s={execution_horizon}  success "
-                    f"{row['success_rate']:.3f} [{row['success_ci_low']:.3f}, {row['success_ci_high']:.3f}]  "
-                    f"seam jump {row['seam_jump_max']:.3f}  ({row['wall_s']:.1f} s)")
-                if (task_name == sweep.trajectory_task and (delay, execution_horizon) == trajectory_cell
-                        and row["method"] in TRAJECTORY_METHODS):
+                log(
+                    f"{task_name:10s} {row['method']:22s} d={delay} s={execution_horizon}  "
+                    "success "
+                    f"{row['success_rate']:.3f} [{row['success_ci_low']:.3f}, "
+                    f"{row['success_ci_high']:.3f}]  "
+                    f"seam jump {row['seam_jump_max']:.3f}  ({row['wall_s']:.1f} s)"
+                )
+                if (
+                    task_name == sweep.trajectory_task
+                    and (delay, execution_horizon) == trajectory_cell
+                    and row["method"] in TRAJECTORY_METHODS
+                ):
                     traces[row["method"]] = rollouts
     return rows, traces
 
@@ -194,38 +260,65 @@ def write_csv(rows: Sequence[dict], path: pathlib.Path) -> None:
 
 
 def delay_sweep_rows(rows: Sequence[dict], sweep: Sweep) -> list[dict]:
-    return [r for r in rows if r["delay"] in sweep.delays
-            and r["execution_horizon"] == sweep.execution_horizon(r["delay"])]
+    return [
+        r
+        for r in rows
+        if r["delay"] in sweep.delays
+        and r["execution_horizon"] == sweep.execution_horizon(r["delay"])
+    ]
 
 
 def horizon_sweep_rows(rows: Sequence[dict], sweep: Sweep) -> list[dict]:
-    return [r for r in rows if r["delay"] == sweep.horizon_sweep_delay
-            and r["execution_horizon"] in sweep.execution_horizons]
+    return [
+        r
+        for r in rows
+        if r["delay"] == sweep.horizon_sweep_delay
+        and r["execution_horizon"] in sweep.execution_horizons
+    ]
 
 
 def _success_cell(selected: Sequence[dict]) -> str:
     if len(selected) > 1:  # the mean over tasks
         return f"{100 * np.mean([r['success_rate'] for r in selected]):.1f}"
     r = selected[0]
-    return f"{100 * r['success_rate']:.1f} ({100 * r['success_ci_low']:.0f}-{100 * r['success_ci_high']:.0f})"
+    low, high = 100 * r["success_ci_low"], 100 * r["success_ci_high"]
+    return f"{100 * r['success_rate']:.1f} ({low:.0f}-{high:.0f})"
 
 
-def _table(rows: Sequence[dict], column: str, panel: str, cell: Callable[[Sequence[dict]], str]) -> list[str]:
-    """Markdown rows: one per method, one column per value of ``column``, for a task or the mean."""
+def _table(
+    rows: Sequence[dict], column: str, panel: str, cell: Callable[[Sequence[dict]], str]
+) -> list[str]:
+    """Markdown rows: one per method, one column per value of ``column``, for a task or the
+    mean.
+    """
     values = sorted({r[column] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
     short = {"delay": "d", "execution_horizon": "s"}[column]
-    lines = [f"**{panel}**", "", "| method | " + " | ".join(f"{short}={v}" for v in values) + " |",
-             "|---|" + "---|" * len(values)]
+    lines = [
+        f"**{panel}**",
+        "",
+        "| method | " + " | ".join(f"{short}={v}" for v in values) + " |",
+        "|---|" + "---|" * len(values),
+    ]
     for method in methods:
-        cells = [cell([r for r in rows if r["method"] == method and r[column] == v
-                       and panel in ("mean", r["task"])]) for v in values]
+        cells = [
+            cell(
+                [
+                    r
+                    for r in rows
+                    if r["method"] == method and r[column] == v and panel in ("mean", r["task"])
+                ]
+            )
+            for v in values
+        ]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
 def markdown_tables(rows: Sequence[dict], sweep: Sweep) -> str:
-    """Success per method against delay and execution horizon, then seam jumps, prefix error, jerk."""
+    """Success per method against delay and execution horizon, then seam jumps, prefix error,
+    jerk.
+    """
     panels = list(sweep.tasks) + (["mean"] if len(sweep.tasks) > 1 else [])
     delay_rows, horizon_rows = delay_sweep_rows(rows, sweep), horizon_sweep_rows(rows, sweep)
     s_rule = f"s = max(d, {sweep.min_execution_horizon}), {sweep.rollouts} rollouts per cell"
@@ -234,15 +327,43 @@ def markdown_tables(rows: Sequence[dict], sweep: Sweep) -> str:
         return lambda selected: f"{np.mean([r[key] for r in selected]):.3f}"
 
     sections = [
-        (f"Success rate, % (95% Wilson interval); {s_rule}", delay_rows, "delay", _success_cell, panels),
-        (f"Success rate, % (95% Wilson interval); d = {sweep.horizon_sweep_delay}, {sweep.rollouts} "
-         "rollouts per cell", horizon_rows, "execution_horizon", _success_cell, panels),
-        (f"Largest seam jump per rollout |a_t - a_t-1|, mean over rollouts; {s_rule}", delay_rows, "delay",
-         mean_of("seam_jump_max"), sweep.tasks),
-        (f"Prefix error: |new chunk - committed actions| over the d frozen actions; {s_rule}", delay_rows,
-         "delay", mean_of("prefix_error"), sweep.tasks),
-        (f"Mean jerk |third difference of actions| per tick; {s_rule}", delay_rows, "delay",
-         mean_of("jerk_mean"), sweep.tasks),
+        (
+            f"Success rate, % (95% Wilson interval); {s_rule}",
+            delay_rows,
+            "delay",
+            _success_cell,
+            panels,
+        ),
+        (
+            f"Success rate, % (95% Wilson interval); d = {sweep.horizon_sweep_delay}, "
+            f"{sweep.rollouts} "
+            "rollouts per cell",
+            horizon_rows,
+            "execution_horizon",
+            _success_cell,
+            panels,
+        ),
+        (
+            f"Largest seam jump per rollout |a_t - a_t-1|, mean over rollouts; {s_rule}",
+            delay_rows,
+            "delay",
+            mean_of("seam_jump_max"),
+            sweep.tasks,
+        ),
+        (
+            f"Prefix error: |new chunk - committed actions| over the d frozen actions; {s_rule}",
+            delay_rows,
+            "delay",
+            mean_of("prefix_error"),
+            sweep.tasks,
+        ),
+        (
+            f"Mean jerk |third difference of actions| per tick; {s_rule}",
+            delay_rows,
+            "delay",
+            mean_of("jerk_mean"),
+            sweep.tasks,
+        ),
     ]
     lines = []
     for title, selected, column, cell, section_panels in sections:
@@ -252,24 +373,39 @@ def markdown_tables(rows: Sequence[dict], sweep: Sweep) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(rows: Sequence[dict], traces: Mapping[str, Rollouts], sweep: Sweep,
-                  output: pathlib.Path) -> None:
+def write_outputs(
+    rows: Sequence[dict], traces: Mapping[str, Rollouts], sweep: Sweep, output: pathlib.Path
+) -> None:
     from rtc_ros.bench.delay_plots import plot_success, plot_trajectories  # matplotlib only here
 
     output.mkdir(parents=True, exist_ok=True)
     write_csv(rows, output / "results.csv")
     (output / "results.md").write_text(markdown_tables(rows, sweep))
     h = sweep.prediction_horizon
-    plot_success(delay_sweep_rows(rows, sweep), "delay", "inference delay d (ticks)",
-                 f"Success against inference delay (H={h}, s=max(d,{sweep.min_execution_horizon}), "
-                 f"{sweep.rollouts} rollouts)", output / "success_vs_delay.png")
-    plot_success(horizon_sweep_rows(rows, sweep), "execution_horizon", "execution horizon s (ticks)",
-                 f"Success against execution horizon (H={h}, d={sweep.horizon_sweep_delay}, "
-                 f"{sweep.rollouts} rollouts)", output / "success_vs_execution_horizon.png")
+    plot_success(
+        delay_sweep_rows(rows, sweep),
+        "delay",
+        "inference delay d (ticks)",
+        f"Success against inference delay (H={h}, s=max(d,{sweep.min_execution_horizon}), "
+        f"{sweep.rollouts} rollouts)",
+        output / "success_vs_delay.png",
+    )
+    plot_success(
+        horizon_sweep_rows(rows, sweep),
+        "execution_horizon",
+        "execution horizon s (ticks)",
+        f"Success against execution horizon (H={h}, d={sweep.horizon_sweep_delay}, "
+        f"{sweep.rollouts} rollouts)",
+        output / "success_vs_execution_horizon.png",
+    )
     d = sweep.trajectory_delay
     ordered = {m: traces[m] for m in TRAJECTORY_METHODS if m in traces}
-    plot_trajectories(ordered, 0, f"{sweep.trajectory_task}, rollout 0, d={d}, s={sweep.execution_horizon(d)}",
-                      output / "trajectory.png")
+    plot_trajectories(
+        ordered,
+        0,
+        f"{sweep.trajectory_task}, rollout 0, d={d}, s={sweep.execution_horizon(d)}",
+        output / "trajectory.png",
+    )
 
 
 def _log(line: str) -> None:
@@ -277,41 +413,71 @@ def _log(line: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rtc_ros.bench.delay", description=__doc__.split("\n")[0])
-    parser.add_argument("--output", type=pathlib.Path, help="results directory (required to run the benchmark)")
-    parser.add_argument("--quick", action="store_true", help="a few rollouts of one task: checks the harness")
+    parser = argparse.ArgumentParser(
+        prog="python -m rtc_ros.bench.delay", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--output", type=pathlib.Path, help="results directory (required to run the benchmark)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a few rollouts of one task: checks the harness"
+    )
     parser.add_argument("--rollouts", type=int, help="rollouts per cell (default 512, quick 16)")
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), help="default: all tasks")
-    parser.add_argument("--checkpoints", type=pathlib.Path, default=SHIPPED_CHECKPOINTS,
-                        help="directory with <task>.pt and <task>_weak.pt (default: the shipped ones)")
+    parser.add_argument(
+        "--checkpoints",
+        type=pathlib.Path,
+        default=SHIPPED_CHECKPOINTS,
+        help="directory with <task>.pt and <task>_weak.pt (default: the shipped ones)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     commands = parser.add_subparsers(dest="command")
-    train = commands.add_parser("train", help="collect demonstrations and train every task's policies")
-    train.add_argument("--output", type=pathlib.Path, default=SHIPPED_CHECKPOINTS, dest="checkpoint_output",
-                       help="where to write the checkpoints (default: the shipped directory)")
+    train = commands.add_parser(
+        "train", help="collect demonstrations and train every task's policies"
+    )
+    train.add_argument(
+        "--output",
+        type=pathlib.Path,
+        default=SHIPPED_CHECKPOINTS,
+        dest="checkpoint_output",
+        help="where to write the checkpoints (default: the shipped directory)",
+    )
     train.add_argument("--tasks", nargs="+", choices=sorted(TASKS), dest="train_tasks")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     if args.command == "train":
         for task_name in args.train_tasks or args.tasks or list(TASKS):
-            save_task_policies(train_task_policies(task_name, PolicyRecipe(), _log), args.checkpoint_output,
-                               task_name)
+            save_task_policies(
+                train_task_policies(task_name, PolicyRecipe(), _log),
+                args.checkpoint_output,
+                task_name,
+            )
             _log(f"{task_name}: checkpoints written to {args.checkpoint_output}")
         return 0
     if args.output is None:
         parser.error("--output DIR is required to run the benchmark")
     sweep = QUICK_SWEEP if args.quick else FULL_SWEEP
     if args.tasks:
-        trajectory_task = sweep.trajectory_task if sweep.trajectory_task in args.tasks else args.tasks[0]
-        sweep = dataclasses.replace(sweep, tasks=tuple(args.tasks), trajectory_task=trajectory_task)
+        trajectory_task = (
+            sweep.trajectory_task if sweep.trajectory_task in args.tasks else args.tasks[0]
+        )
+        sweep = dataclasses.replace(
+            sweep, tasks=tuple(args.tasks), trajectory_task=trajectory_task
+        )
     if args.rollouts:
         sweep = dataclasses.replace(sweep, rollouts=args.rollouts)
     started = time.perf_counter()
-    policies = {t: load_or_train(t, args.checkpoints, args.output / "checkpoints", log=_log) for t in sweep.tasks}
+    policies = {
+        t: load_or_train(t, args.checkpoints, args.output / "checkpoints", log=_log)
+        for t in sweep.tasks
+    }
     rows, traces = run_sweep(sweep, policies, log=_log)
     write_outputs(rows, traces, sweep, args.output)
-    _log(f"wrote {args.output}/results.csv, results.md and 3 plots in {time.perf_counter() - started:.0f} s")
+    _log(
+        f"wrote {args.output}/results.csv, results.md and 3 plots in "
+        f"{time.perf_counter() - started:.0f} s"
+    )
     return 0
 
 

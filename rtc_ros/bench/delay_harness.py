@@ -11,11 +11,13 @@ executor reports the last action on such ticks (hold-last suits position control
 benchmark tasks are force- or acceleration-controlled, where repeating the last force keeps
 accelerating, while a zero force is what a stopped controller exerts.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -138,14 +140,20 @@ def run_rollouts(
     s + d <= H keeps the executing chunk from running out.
     """
     if not 0 <= inference_delay <= execution_horizon:
-        raise ValueError(f"inference_delay must be in [0, execution_horizon={execution_horizon}], "
-                         f"got {inference_delay}")
+        raise ValueError(
+            f"inference_delay must be in [0, execution_horizon={execution_horizon}], "
+            f"got {inference_delay}"
+        )
     if execution_horizon + inference_delay > prediction_horizon:
-        raise ValueError(f"execution_horizon + inference_delay must be <= H={prediction_horizon}, got "
-                         f"{execution_horizon} + {inference_delay}")
+        raise ValueError(
+            f"execution_horizon + inference_delay must be <= H={prediction_horizon}, got "
+            f"{execution_horizon} + {inference_delay}"
+        )
     task.reset(rollouts, np.random.default_rng(seed))
     executor = ChunkExecutor(config.executor_spec(execution_horizon))
-    planner = InferencePlanner(prediction_horizon, execution_horizon, initial_delay=inference_delay)
+    planner = InferencePlanner(
+        prediction_horizon, execution_horizon, initial_delay=inference_delay
+    )
     request_ticks: list[int] = []
     prefix_errors: list[np.ndarray] = []
 
@@ -155,17 +163,27 @@ def run_rollouts(
         chunk = np.zeros((rollouts, prediction_horizon, task.action_dim))
         if running.any():  # ended episodes are frozen: no need to think for them
             observation = {"state": torch.as_tensor(task.observation()[running])}
-            unexecuted = None if request.warmup else torch.as_tensor(
-                request.unexecuted[running], dtype=torch.float32)
-            chunk[running] = generate(observation, unexecuted, request.inference_delay,
-                                      request.execution_horizon).cpu().numpy()
+            unexecuted = (
+                None
+                if request.warmup
+                else torch.as_tensor(request.unexecuted[running], dtype=torch.float32)
+            )
+            chunk[running] = (
+                generate(
+                    observation, unexecuted, request.inference_delay, request.execution_horizon
+                )
+                .cpu()
+                .numpy()
+            )
             d = request.inference_delay
             if not request.warmup and d > 0 and config.method is not Method.SYNC:
                 frozen = chunk[running, :d] - request.unexecuted[running, :d]
                 prefix_errors.append(np.linalg.norm(frozen, axis=-1).ravel())
         return chunk
 
-    loop = SimulatedTimeLoop(executor, planner, infer, lambda r: 0 if r.warmup else inference_delay)
+    loop = SimulatedTimeLoop(
+        executor, planner, infer, lambda r: 0 if r.warmup else inference_delay
+    )
     length = task.episode_length
     actions = np.zeros((rollouts, length, task.action_dim))
     running = np.zeros((rollouts, length), dtype=bool)
@@ -183,5 +201,13 @@ def run_rollouts(
         if t + 1 < length:  # no inference for after the episode
             loop.after_world_step()
     prefix_error = float(np.concatenate(prefix_errors).mean()) if prefix_errors else float("nan")
-    return Rollouts(actions, running, sequence, tuple(request_ticks), task.success(), paused,
-                    executor.underruns, prefix_error)
+    return Rollouts(
+        actions,
+        running,
+        sequence,
+        tuple(request_ticks),
+        task.success(),
+        paused,
+        executor.underruns,
+        prefix_error,
+    )

@@ -1,8 +1,9 @@
 """Plots of the delay benchmark (matplotlib, Agg backend): the paper's Fig. 5 and a seam trace."""
+
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -29,7 +30,9 @@ def _style(method: str) -> dict:
     return _STYLE.get(method, dict(color="black", marker="."))
 
 
-def plot_success(rows: Sequence[dict], x_key: str, x_label: str, title: str, path: pathlib.Path) -> None:
+def plot_success(
+    rows: Sequence[dict], x_key: str, x_label: str, title: str, path: pathlib.Path
+) -> None:
     """One panel per task plus the mean over tasks; success rate with its 95% Wilson interval.
 
     ``rows`` are the result rows to plot, already restricted to one sweep (one row per task,
@@ -38,19 +41,32 @@ def plot_success(rows: Sequence[dict], x_key: str, x_label: str, title: str, pat
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     panels = tasks + (["mean over tasks"] if len(tasks) > 1 else [])
-    figure, axes = plt.subplots(1, len(panels), figsize=(max(4.2 * len(panels), 8.0), 4.2), sharey=True, squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(max(4.2 * len(panels), 8.0), 4.2), sharey=True, squeeze=False
+    )
     for axis, panel in zip(axes[0], panels):
         for method in methods:
             if panel in tasks:
-                points = sorted((r[x_key], r["success_rate"], r["success_ci_low"], r["success_ci_high"])
-                                for r in rows if r["task"] == panel and r["method"] == method)
+                points = sorted(
+                    (r[x_key], r["success_rate"], r["success_ci_low"], r["success_ci_high"])
+                    for r in rows
+                    if r["task"] == panel and r["method"] == method
+                )
                 x, y, low, high = (np.array(v) for v in zip(*points))
                 error = [np.maximum(y - low, 0.0), np.maximum(high - y, 0.0)]
                 axis.errorbar(x, y, yerr=error, capsize=2, label=method, **_style(method))
             else:
                 xs = sorted({r[x_key] for r in rows if r["method"] == method})
-                y = [np.mean([r["success_rate"] for r in rows if r["method"] == method and r[x_key] == x])
-                     for x in xs]
+                y = [
+                    np.mean(
+                        [
+                            r["success_rate"]
+                            for r in rows
+                            if r["method"] == method and r[x_key] == x
+                        ]
+                    )
+                    for x in xs
+                ]
                 axis.plot(xs, y, label=method, **_style(method))
         axis.set_title(panel)
         axis.set_xlabel(x_label)
@@ -66,9 +82,13 @@ def plot_success(rows: Sequence[dict], x_key: str, x_label: str, title: str, pat
     plt.close(figure)
 
 
-def plot_trajectories(traces: dict[str, Rollouts], rollout: int, title: str, path: pathlib.Path) -> None:
+def plot_trajectories(
+    traces: dict[str, Rollouts], rollout: int, title: str, path: pathlib.Path
+) -> None:
     """Applied actions of one rollout per method against time, chunk seams marked."""
-    figure, axes = plt.subplots(len(traces), 1, figsize=(9.0, 2.3 * len(traces)), sharex=True, squeeze=False)
+    figure, axes = plt.subplots(
+        len(traces), 1, figsize=(9.0, 2.3 * len(traces)), sharex=True, squeeze=False
+    )
     for axis, (method, rollouts) in zip(axes[:, 0], traces.items()):
         running = rollouts.running[rollout]
         ticks = np.flatnonzero(running)

@@ -6,11 +6,12 @@ is the same recipe stopped after a tenth of the steps: an under-trained policy s
 the paper's "earlier checkpoint". Checkpoints are small (about 1 MB) and shipped in
 ``rtc_ros/bench/checkpoints``; ``python -m rtc_ros.bench.delay train`` remakes them.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -40,7 +41,9 @@ class PolicyRecipe:
 
     def __post_init__(self) -> None:
         if not 1 <= self.weak_steps < self.steps:
-            raise ValueError(f"weak_steps must be in [1, steps={self.steps}), got {self.weak_steps}")
+            raise ValueError(
+                f"weak_steps must be in [1, steps={self.steps}), got {self.weak_steps}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,19 +63,35 @@ def train_task_policies(
     """Collect expert demonstrations of ``task_name`` and train its strong and weak policies."""
     task = make_task(task_name)
     observations, chunks = collect_demonstrations(
-        task, recipe.demonstration_episodes, recipe.prediction_horizon, np.random.default_rng(recipe.seed))
+        task,
+        recipe.demonstration_episodes,
+        recipe.prediction_horizon,
+        np.random.default_rng(recipe.seed),
+    )
     if log:
-        log(f"{task_name}: {len(chunks)} (observation, chunk) pairs from "
-            f"{recipe.demonstration_episodes} expert episodes")
+        log(
+            f"{task_name}: {len(chunks)} (observation, chunk) pairs from "
+            f"{recipe.demonstration_episodes} expert episodes"
+        )
     # The plain MLP made the shipped checkpoints and docs/benchmarks/delay's results.
-    config = ReferencePolicyConfig(recipe.prediction_horizon, task.action_dim, task.observation_dim,
-                                   hidden_dim=recipe.hidden_dim, velocity_network="mlp")
+    config = ReferencePolicyConfig(
+        recipe.prediction_horizon,
+        task.action_dim,
+        task.observation_dim,
+        hidden_dim=recipe.hidden_dim,
+        velocity_network="mlp",
+    )
     policies = []
     for steps in (recipe.steps, recipe.weak_steps):
         policy = ReferenceFlowPolicy(config)
         training = TrainingConfig(steps=steps, batch_size=recipe.batch_size, seed=recipe.seed)
-        train_flow_policy(policy, {"state": observations}, chunks, training,
-                          log=(lambda line: log(f"{task_name} ({steps} steps): {line}")) if log else None)
+        train_flow_policy(
+            policy,
+            {"state": observations},
+            chunks,
+            training,
+            log=(lambda line: log(f"{task_name} ({steps} steps): {line}")) if log else None,
+        )
         policies.append(policy)
     return TaskPolicies(*policies)
 
@@ -98,11 +117,18 @@ def load_task_policies(directory: pathlib.Path, task_name: str) -> TaskPolicies 
     if not (strong_path.exists() and weak_path.exists()):
         return None
     try:
-        return TaskPolicies(ReferenceFlowPolicy.load(strong_path), ReferenceFlowPolicy.load(weak_path))
-    except (RuntimeError, TypeError) as error:  # load_state_dict's key/shape mismatch, config fields
+        return TaskPolicies(
+            ReferenceFlowPolicy.load(strong_path), ReferenceFlowPolicy.load(weak_path)
+        )
+    except (
+        RuntimeError,
+        TypeError,
+    ) as error:  # load_state_dict's key/shape mismatch, config fields
         raise StaleCheckpointError(
-            f"{strong_path} does not fit the current ReferenceFlowPolicy ({str(error).splitlines()[0]}); "
-            f"remake it with: python -m rtc_ros.bench.delay train --output {directory}") from error
+            f"{strong_path} does not fit the current ReferenceFlowPolicy "
+            f"({str(error).splitlines()[0]}); "
+            f"remake it with: python -m rtc_ros.bench.delay train --output {directory}"
+        ) from error
 
 
 def load_or_train(
@@ -112,7 +138,9 @@ def load_or_train(
     recipe: PolicyRecipe = PolicyRecipe(),
     log: Callable[[str], None] | None = None,
 ) -> TaskPolicies:
-    """Shipped (or given) checkpoints if present, else train and save them into ``trained_into``."""
+    """Shipped (or given) checkpoints if present, else train and save them into
+    ``trained_into``.
+    """
     for directory in (checkpoints, trained_into):
         try:
             policies = load_task_policies(directory, task_name)

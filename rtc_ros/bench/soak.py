@@ -19,6 +19,7 @@ a leak (RSS growing faster than ``--max-rss-growth-mb-per-h`` after the warm-up,
 descriptors growing by more than ``--max-fd-growth``, any /dev/shm entry left after the nodes
 stopped) or a node that crashed or exited non-zero.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,24 +75,34 @@ of them by design (Fast DDS's per-port segments, LTTng's wait files): not ours t
 
 def process_usage(pid: int) -> dict | None:
     """RSS (MB), open file descriptors and the /dev/shm files mapped by one process and by no
-    other process's design (see SHARED_WITH_OTHER_PROCESSES); None if the process is gone."""
+    other process's design (see SHARED_WITH_OTHER_PROCESSES); None if the process is gone.
+    """
     try:
         status = pathlib.Path(f"/proc/{pid}/status").read_text()
         fds = len(os.listdir(f"/proc/{pid}/fd"))
         maps = pathlib.Path(f"/proc/{pid}/maps").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    paths = {fields[5].removesuffix(" (deleted)") for fields in (line.split(None, 5) for line in maps.splitlines())
-             if len(fields) == 6 and fields[5].startswith("/dev/shm/")}
+    rss_kb = next(
+        int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+    )
+    paths = {
+        fields[5].removesuffix(" (deleted)")
+        for fields in (line.split(None, 5) for line in maps.splitlines())
+        if len(fields) == 6 and fields[5].startswith("/dev/shm/")
+    }
     shm = sorted(path for path in paths if not path.startswith(SHARED_WITH_OTHER_PROCESSES))
     return {"pid": pid, "rss_mb": rss_kb / 1024.0, "fds": fds, "shm": shm}
 
 
 class SoakMonitor:
-    """Subscribes to what the robot and an operator see; keeps per-minute tallies, not every message."""
+    """Subscribes to what the robot and an operator see; keeps per-minute tallies, not every
+    message.
+    """
 
-    def __init__(self, context, joint_names: list[str], max_step: np.ndarray, period_s: float) -> None:
+    def __init__(
+        self, context, joint_names: list[str], max_step: np.ndarray, period_s: float
+    ) -> None:
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
         from rclpy.node import Node
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -119,10 +130,15 @@ class SoakMonitor:
         self.status = None
         keep_all = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         self._joint_subscription = self.node.create_subscription(
-            JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data)
+            JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data
+        )
         self.node.create_subscription(JointTrajectory, "commands", self._on_command, keep_all)
-        self.node.create_subscription(ActionChunk, "rtc/chunks",
-                                      lambda m: self.chunk_latencies_ms.append(float(m.latency_ms)), CHUNK_QOS)
+        self.node.create_subscription(
+            ActionChunk,
+            "rtc/chunks",
+            lambda m: self.chunk_latencies_ms.append(float(m.latency_ms)),
+            CHUNK_QOS,
+        )
         self.node.create_subscription(RtcStatus, "rtc/status", self._on_status, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
@@ -154,8 +170,9 @@ class SoakMonitor:
         self.status = message
 
     def _on_diagnostics(self, message) -> None:
-        self.diagnostic_errors += sum(1 for s in message.status
-                                      if s.level == self._error_level and "/rtc" in s.name)
+        self.diagnostic_errors += sum(
+            1 for s in message.status if s.level == self._error_level and "/rtc" in s.name
+        )
 
 
 def _leak_rate_mb_per_h(minutes: list[float], rss_mb: list[float]) -> float | None:
@@ -165,8 +182,9 @@ def _leak_rate_mb_per_h(minutes: list[float], rss_mb: list[float]) -> float | No
     return float(np.polyfit(np.asarray(minutes) / 60.0, rss_mb, 1)[0])
 
 
-def verdict(samples: list[dict], warmup_minutes: float, max_rss_growth_mb_per_h: float,
-            max_fd_growth: int) -> dict:
+def verdict(
+    samples: list[dict], warmup_minutes: float, max_rss_growth_mb_per_h: float, max_fd_growth: int
+) -> dict:
     """Per-process RSS slope and fd growth after the warm-up, and which limits were broken."""
     after = [s for s in samples if s["minute"] > warmup_minutes]
     processes = sorted({name for s in after for name in s["processes"]})
@@ -175,14 +193,18 @@ def verdict(samples: list[dict], warmup_minutes: float, max_rss_growth_mb_per_h:
         points = [(s["minute"], s["processes"][name]) for s in after if name in s["processes"]]
         slope = _leak_rate_mb_per_h([m for m, _ in points], [p["rss_mb"] for _, p in points])
         fd_growth = points[-1][1]["fds"] - points[0][1]["fds"] if points else 0
-        leaks[name] = {"rss_growth_mb_per_h": slope, "fd_growth": fd_growth,
-                       "rss_leak": slope is not None and slope > max_rss_growth_mb_per_h,
-                       "fd_leak": fd_growth > max_fd_growth}
+        leaks[name] = {
+            "rss_growth_mb_per_h": slope,
+            "fd_growth": fd_growth,
+            "rss_leak": slope is not None and slope > max_rss_growth_mb_per_h,
+            "fd_leak": fd_growth > max_fd_growth,
+        }
     return leaks
 
 
 def _plot(samples: list[dict], path: pathlib.Path, title: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -191,7 +213,9 @@ def _plot(samples: list[dict], path: pathlib.Path, title: str) -> None:
     axes[0, 0].plot(minutes, [s["command_rate_hz"] for s in samples], marker=".")
     axes[0, 0].set_ylabel("commands received (Hz)")
     axes[0, 1].bar(minutes, [s["underruns"] for s in samples], color="tab:red", label="underruns")
-    axes[0, 1].plot(minutes, [s["steps_above_limit"] for s in samples], "k.", label="steps above limit")
+    axes[0, 1].plot(
+        minutes, [s["steps_above_limit"] for s in samples], "k.", label="steps above limit"
+    )
     axes[0, 1].set_ylabel("events per minute")
     axes[0, 1].legend(fontsize=8)
     axes[1, 0].plot(minutes, [s["period_error_p99_ms"] for s in samples], marker=".", label="p99")
@@ -203,9 +227,15 @@ def _plot(samples: list[dict], path: pathlib.Path, title: str) -> None:
     names = sorted({name for s in samples for name in s["processes"]})
     for name in names:
         points = [(s["minute"], s["processes"][name]) for s in samples if name in s["processes"]]
-        axes[2, 0].plot([m for m, _ in points], [p["rss_mb"] for _, p in points], marker=".", label=name)
-        axes[2, 1].plot([m for m, _ in points], [p["fds"] for _, p in points], marker=".", label=name)
-    axes[2, 1].plot(minutes, [len(s["shm"]) for s in samples], "k--", label="/dev/shm entries mapped")
+        axes[2, 0].plot(
+            [m for m, _ in points], [p["rss_mb"] for _, p in points], marker=".", label=name
+        )
+        axes[2, 1].plot(
+            [m for m, _ in points], [p["fds"] for _, p in points], marker=".", label=name
+        )
+    axes[2, 1].plot(
+        minutes, [len(s["shm"]) for s in samples], "k--", label="/dev/shm entries mapped"
+    )
     axes[2, 0].set_ylabel("RSS (MB)")
     axes[2, 1].set_ylabel("open file descriptors")
     for axis in axes[2]:
@@ -220,24 +250,48 @@ def _plot(samples: list[dict], path: pathlib.Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, required=True, help="how long to run after the first command")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--minutes", type=float, required=True, help="how long to run after the first command"
+    )
     parser.add_argument("--output", type=pathlib.Path, required=True)
-    parser.add_argument("--emulated-latency-ms", type=float, default=None,
-                        help="passed to rtc_node as emulated_latency_ms (extra inference latency); "
-                             "default: the node's own default")
+    parser.add_argument(
+        "--emulated-latency-ms",
+        type=float,
+        default=None,
+        help="passed to rtc_node as emulated_latency_ms (extra inference latency); "
+        "default: the node's own default",
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--warmup-minutes", type=float, default=None,
-                        help="excluded from the leak figures (default: 5, or a sixth of a shorter run)")
+    parser.add_argument(
+        "--warmup-minutes",
+        type=float,
+        default=None,
+        help="excluded from the leak figures (default: 5, or a sixth of a shorter run)",
+    )
     parser.add_argument("--max-rss-growth-mb-per-h", type=float, default=5.0)
-    parser.add_argument("--max-fd-growth", type=int, default=8,
-                        help="open file descriptors a process may gain after the warm-up")
-    parser.add_argument("--sample-period-s", type=float, default=60.0, help="one sample per minute by default")
+    parser.add_argument(
+        "--max-fd-growth",
+        type=int,
+        default=8,
+        help="open file descriptors a process may gain after the warm-up",
+    )
+    parser.add_argument(
+        "--sample-period-s", type=float, default=60.0, help="one sample per minute by default"
+    )
     parser.add_argument("--startup-timeout", type=float, default=180.0)
-    parser.add_argument("--domain-id", type=int, default=None,
-                        help="ROS domain of the run (default: 100 + pid %% 100); pick one no other test uses")
+    parser.add_argument(
+        "--domain-id",
+        type=int,
+        default=None,
+        help="ROS domain of the run (default: 100 + pid %% 100); pick one no other test uses",
+    )
     args = parser.parse_args(argv)
-    warmup_minutes = args.warmup_minutes if args.warmup_minutes is not None else min(5.0, args.minutes / 6)
+    warmup_minutes = (
+        args.warmup_minutes if args.warmup_minutes is not None else min(5.0, args.minutes / 6)
+    )
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -248,26 +302,51 @@ def main(argv: list[str] | None = None) -> int:
     period_s = 1.0 / float(values["control_rate_hz"])
     max_step = np.asarray(values["max_velocity"], dtype=np.float64) * period_s
     domain = args.domain_id if args.domain_id is not None else 100 + os.getpid() % 100
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               PYTHONUNBUFFERED="1")
-    rtc_arguments = ["--params-file", str(config), "-p", "controller:=process", "-p", f"device:={args.device}"]
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(domain),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        PYTHONUNBUFFERED="1",
+    )
+    rtc_arguments = [
+        "--params-file",
+        str(config),
+        "-p",
+        "controller:=process",
+        "-p",
+        f"device:={args.device}",
+    ]
     if args.emulated_latency_ms is not None:
         rtc_arguments += ["-p", f"emulated_latency_ms:={args.emulated_latency_ms}"]
     nodes = {
-        "sim_node": start_node_process("rtc_ros.nodes.sim_node", ["--params-file", str(config)],
-                                       args.output / "sim_node.log", env),
-        "rtc_node": start_node_process("rtc_ros.nodes.rtc_node", rtc_arguments, args.output / "rtc_node.log", env),
+        "sim_node": start_node_process(
+            "rtc_ros.nodes.sim_node",
+            ["--params-file", str(config)],
+            args.output / "sim_node.log",
+            env,
+        ),
+        "rtc_node": start_node_process(
+            "rtc_ros.nodes.rtc_node", rtc_arguments, args.output / "rtc_node.log", env
+        ),
     }
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     monitor = SoakMonitor(context, list(values["joint_names"]), max_step, period_s)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(monitor.node)
-    summary = {"command": " ".join([os.path.basename(sys.executable), "-m", "rtc_ros.bench.soak"]
-                                   + (argv if argv is not None else sys.argv[1:])),
-               "minutes": args.minutes, "warmup_minutes": warmup_minutes, "controller": "process",
-               "emulated_latency_ms": args.emulated_latency_ms, "device": args.device,
-               "max_step_per_tick": max_step.tolist(), "complete": False}
+    summary = {
+        "command": " ".join(
+            [os.path.basename(sys.executable), "-m", "rtc_ros.bench.soak"]
+            + (argv if argv is not None else sys.argv[1:])
+        ),
+        "minutes": args.minutes,
+        "warmup_minutes": warmup_minutes,
+        "controller": "process",
+        "emulated_latency_ms": args.emulated_latency_ms,
+        "device": args.device,
+        "max_step_per_tick": max_step.tolist(),
+        "complete": False,
+    }
     samples: list[dict] = []
     shm_seen: set[str] = set()
     failures: list[str] = []
@@ -284,7 +363,11 @@ def main(argv: list[str] | None = None) -> int:
         (args.output / "soak.json").write_text(json.dumps(summary, indent=2, default=float))
 
     try:
-        print(f"starting sim_node and rtc_node on ROS_DOMAIN_ID={domain} (logs in {args.output}) ...", flush=True)
+        print(
+            f"starting sim_node and rtc_node on ROS_DOMAIN_ID={domain} (logs in {args.output}) "
+            "...",
+            flush=True,
+        )
         deadline = time.monotonic() + args.startup_timeout
         while monitor.commands == 0 and time.monotonic() < deadline and alive():
             executor.spin_once(timeout_sec=0.1)
@@ -293,8 +376,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             start = time.monotonic()
             print(f"first command received; soaking for {args.minutes:g} min", flush=True)
-            previous = {"commands": 0, "underruns": 0, "steps_above_limit": 0, "gaps": 0, "diagnostic_errors": 0,
-                        "chunks": 0}
+            previous = {
+                "commands": 0,
+                "underruns": 0,
+                "steps_above_limit": 0,
+                "gaps": 0,
+                "diagnostic_errors": 0,
+                "chunks": 0,
+            }
             sample_index = 0
             while time.monotonic() - start < args.minutes * 60.0 - 1e-6 and alive():
                 sample_index += 1
@@ -305,33 +394,61 @@ def main(argv: list[str] | None = None) -> int:
                     for pid in [process.pid] + descendants(process.pid):
                         usage = process_usage(pid)
                         if usage is not None:
-                            processes[name if pid == process.pid else process_label(pid, f"{name}_child")] = usage
+                            processes[
+                                name if pid == process.pid else process_label(pid, f"{name}_child")
+                            ] = usage
                 shm = sorted({path for usage in processes.values() for path in usage.pop("shm")})
                 shm_seen.update(shm)
-                chunk_latencies = monitor.chunk_latencies_ms[previous["chunks"]:]
-                current = {"commands": monitor.commands, "underruns": int(status.underruns) if status else 0,
-                           "steps_above_limit": monitor.steps_above_limit, "gaps": monitor.gaps,
-                           "diagnostic_errors": monitor.diagnostic_errors, "chunks": len(monitor.chunk_latencies_ms)}
+                chunk_latencies = monitor.chunk_latencies_ms[previous["chunks"] :]
+                current = {
+                    "commands": monitor.commands,
+                    "underruns": int(status.underruns) if status else 0,
+                    "steps_above_limit": monitor.steps_above_limit,
+                    "gaps": monitor.gaps,
+                    "diagnostic_errors": monitor.diagnostic_errors,
+                    "chunks": len(monitor.chunk_latencies_ms),
+                }
                 elapsed_s = time.monotonic() - start
                 span_s = elapsed_s - (samples[-1]["elapsed_s"] if samples else 0.0)
                 sample = {
-                    "minute": round(elapsed_s / 60.0, 3), "elapsed_s": elapsed_s,
+                    "minute": round(elapsed_s / 60.0, 3),
+                    "elapsed_s": elapsed_s,
                     "command_rate_hz": (current["commands"] - previous["commands"]) / span_s,
-                    **{key: current[key] - previous[key] for key in
-                       ("underruns", "steps_above_limit", "gaps", "diagnostic_errors", "chunks")},
-                    "period_error_p99_ms": float(status.controller_period_error_p99_ms) if status else None,
-                    "period_error_max_ms": float(status.controller_period_error_max_ms) if status else None,
-                    "chunk_latency_p95_ms": float(np.percentile(chunk_latencies, 95)) if chunk_latencies else None,
-                    "processes": processes, "shm": shm,
+                    **{
+                        key: current[key] - previous[key]
+                        for key in (
+                            "underruns",
+                            "steps_above_limit",
+                            "gaps",
+                            "diagnostic_errors",
+                            "chunks",
+                        )
+                    },
+                    "period_error_p99_ms": float(status.controller_period_error_p99_ms)
+                    if status
+                    else None,
+                    "period_error_max_ms": float(status.controller_period_error_max_ms)
+                    if status
+                    else None,
+                    "chunk_latency_p95_ms": float(np.percentile(chunk_latencies, 95))
+                    if chunk_latencies
+                    else None,
+                    "processes": processes,
+                    "shm": shm,
                 }
                 previous = current
                 samples.append(sample)
                 write()
-                print(f"minute {sample['minute']:.1f}: {sample['command_rate_hz']:.2f} Hz, "
-                      f"{sample['underruns']} underruns, period error p99 {sample['period_error_p99_ms']} ms, "
-                      f"chunk latency p95 {sample['chunk_latency_p95_ms']} ms, "
-                      + ", ".join(f"{n} {p['rss_mb']:.0f} MB/{p['fds']} fds" for n, p in processes.items()),
-                      flush=True)
+                print(
+                    f"minute {sample['minute']:.1f}: {sample['command_rate_hz']:.2f} Hz, "
+                    f"{sample['underruns']} underruns, period error p99 "
+                    f"{sample['period_error_p99_ms']} ms, "
+                    f"chunk latency p95 {sample['chunk_latency_p95_ms']} ms, "
+                    + ", ".join(
+                        f"{n} {p['rss_mb']:.0f} MB/{p['fds']} fds" for n, p in processes.items()
+                    ),
+                    flush=True,
+                )
     finally:
         for process in nodes.values():
             if process.poll() is None:
@@ -352,48 +469,69 @@ def main(argv: list[str] | None = None) -> int:
     leaks = verdict(samples, warmup_minutes, args.max_rss_growth_mb_per_h, args.max_fd_growth)
     status = monitor.status
     first_step = monitor.first_command_step
-    summary.update({
-        "complete": bool(samples) and samples[-1]["elapsed_s"] >= args.minutes * 60.0 - 1.0,
-        "exit_codes": exit_codes,
-        "commands_received": monitor.commands,
-        "command_steps_checked": monitor.steps_checked,
-        "command_steps_above_limit": monitor.steps_above_limit,
-        "largest_step_fraction_of_limit": monitor.largest_step_ratio,
-        "command_gaps": monitor.gaps,
-        "first_command_step_from_measured_rad": None if first_step is None else float(np.abs(first_step).max()),
-        "first_command_step_fraction_of_limit": (None if first_step is None
-                                                 else float(np.max(np.abs(first_step) / max_step))),
-        "underruns": int(status.underruns) if status else None,
-        "swaps": int(status.swaps) if status else None,
-        "shm_entries_seen": sorted(shm_seen),
-        "leftover_shm": leftover_shm,
-        "leaks": leaks,
-    })
+    summary.update(
+        {
+            "complete": bool(samples) and samples[-1]["elapsed_s"] >= args.minutes * 60.0 - 1.0,
+            "exit_codes": exit_codes,
+            "commands_received": monitor.commands,
+            "command_steps_checked": monitor.steps_checked,
+            "command_steps_above_limit": monitor.steps_above_limit,
+            "largest_step_fraction_of_limit": monitor.largest_step_ratio,
+            "command_gaps": monitor.gaps,
+            "first_command_step_from_measured_rad": None
+            if first_step is None
+            else float(np.abs(first_step).max()),
+            "first_command_step_fraction_of_limit": (
+                None if first_step is None else float(np.max(np.abs(first_step) / max_step))
+            ),
+            "underruns": int(status.underruns) if status else None,
+            "swaps": int(status.swaps) if status else None,
+            "shm_entries_seen": sorted(shm_seen),
+            "leftover_shm": leftover_shm,
+            "leaks": leaks,
+        }
+    )
     if status is not None and status.underruns > 0:
         failures.append(f"{status.underruns} underrun(s)")
     if monitor.steps_above_limit:
         failures.append(f"{monitor.steps_above_limit} command step(s) above max_velocity * dt")
     for name, leak in leaks.items():
         if leak["rss_leak"]:
-            failures.append(f"{name} RSS grows {leak['rss_growth_mb_per_h']:.1f} MB/h "
-                            f"(limit {args.max_rss_growth_mb_per_h} MB/h)")
+            failures.append(
+                f"{name} RSS grows {leak['rss_growth_mb_per_h']:.1f} MB/h "
+                f"(limit {args.max_rss_growth_mb_per_h} MB/h)"
+            )
         if leak["fd_leak"]:
-            failures.append(f"{name} gained {leak['fd_growth']} file descriptors (limit {args.max_fd_growth})")
+            failures.append(
+                f"{name} gained {leak['fd_growth']} file descriptors (limit {args.max_fd_growth})"
+            )
     if leftover_shm:
         failures.append(f"/dev/shm entries left behind: {', '.join(leftover_shm)}")
     if not summary["complete"]:
         crashed = [name for name, code in exit_codes.items() if code != 0]
-        failures.append(f"stopped early ({', '.join(crashed) or 'no node'} exited; see {args.output}/<node>.log)")
+        failures.append(
+            f"stopped early ({', '.join(crashed) or 'no node'} exited; see "
+            f"{args.output}/<node>.log)"
+        )
     elif any(code != 0 for code in exit_codes.values()):
         failures.append(f"a node exited non-zero: {exit_codes}")
     summary["ok"] = not failures
     summary["failures"] = failures
     write()
     if samples:
-        _plot(samples, args.output / "soak.png",
-              f"soak, {args.minutes:g} min: rtc_node (controller=process) + sim_node"
-              + (f", emulated latency {args.emulated_latency_ms:g} ms" if args.emulated_latency_ms is not None else ""))
-    print(json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=2, default=float))
+        _plot(
+            samples,
+            args.output / "soak.png",
+            f"soak, {args.minutes:g} min: rtc_node (controller=process) + sim_node"
+            + (
+                f", emulated latency {args.emulated_latency_ms:g} ms"
+                if args.emulated_latency_ms is not None
+                else ""
+            ),
+        )
+    print(
+        json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=2, default=float)
+    )
     if failures:
         print("FAILED: " + "; ".join(failures), file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ The real-time part (:mod:`~rtc_ros.core.scheduler`, :mod:`~rtc_ros.core.handover
 sampling modules need torch, so their names are imported on first use: a controller that
 imports this package, or one of its real-time modules, never loads torch.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -21,7 +22,12 @@ from rtc_ros.core.config import (
     Method,
     parse_enum,
 )
-from rtc_ros.core.handover import AtomicSlot, SharedMemorySlot, shared_chunk_slot, shared_state_slot
+from rtc_ros.core.handover import (
+    AtomicSlot,
+    SharedMemorySlot,
+    shared_chunk_slot,
+    shared_state_slot,
+)
 from rtc_ros.core.scheduler import (
     INITIAL_CONTROLLER_STATE,
     Chunk,
@@ -63,10 +69,35 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AtomicSlot", "BidConfig", "Chunk", "ChunkExecutor", "ChunkGenerator", "ChunkingConfig",
-    "ControllerState", "DelayEstimator", "ExecutorSpec", "FlowPolicy", "GuidanceMode",
-    "INITIAL_CONTROLLER_STATE", "InferencePlanner", "InferenceSettings", "InferenceRequest", "MaskSchedule", "Method",
-    "SharedMemorySlot", "TemporalEnsembling", "TickResult", "TimeConvention", "VelocityField",
-    "guidance_weight", "guided_sample", "pad_to_horizon", "paper_velocity", "parse_enum",
-    "new_run_id", "prefix_weights", "shared_chunk_slot", "shared_state_slot",
+    "AtomicSlot",
+    "BidConfig",
+    "Chunk",
+    "ChunkExecutor",
+    "ChunkGenerator",
+    "ChunkingConfig",
+    "ControllerState",
+    "DelayEstimator",
+    "ExecutorSpec",
+    "FlowPolicy",
+    "GuidanceMode",
+    "INITIAL_CONTROLLER_STATE",
+    "InferencePlanner",
+    "InferenceSettings",
+    "InferenceRequest",
+    "MaskSchedule",
+    "Method",
+    "SharedMemorySlot",
+    "TemporalEnsembling",
+    "TickResult",
+    "TimeConvention",
+    "VelocityField",
+    "guidance_weight",
+    "guided_sample",
+    "pad_to_horizon",
+    "paper_velocity",
+    "parse_enum",
+    "new_run_id",
+    "prefix_weights",
+    "shared_chunk_slot",
+    "shared_state_slot",
 ]

@@ -23,6 +23,7 @@ The policy's ``velocity`` must itself be graph-safe on CUDA: no host synchronisa
 tensors created from host data inside it (``torch.full`` and arithmetic with Python floats are
 fine, ``torch.tensor(python_value, device="cuda")`` is not). Capture errors name this.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,7 +89,8 @@ class CompiledGuidedSampler:
         weights: torch.Tensor | None = None,
         guidance: GuidanceMode | str = GuidanceMode.VJP,
     ) -> torch.Tensor:
-        """A (B, H, M) chunk in model space, as ``guided_sample(paper_velocity(policy, context), ...)``.
+        """A (B, H, M) chunk in model space, as ``guided_sample(paper_velocity(policy, context),
+        ...)``.
 
         ``context`` is what ``policy.encode`` returned for this chunk; its tensors are copied into
         the sampler's own buffers (their shapes must not change between calls; non-tensor parts
@@ -104,7 +106,9 @@ class CompiledGuidedSampler:
                 self._target.copy_(previous_chunk)
                 self._mask.copy_(weights.reshape(self._mask.shape))
         if mode not in self._outputs:
-            self._outputs[mode] = torch.zeros(self.shape, device=self._noise.device, dtype=self._noise.dtype)
+            self._outputs[mode] = torch.zeros(
+                self.shape, device=self._noise.device, dtype=self._noise.dtype
+            )
         if self.cuda_graph:
             graph = self._graphs.get(mode)
             if graph is None:
@@ -125,8 +129,10 @@ class CompiledGuidedSampler:
         if previous_chunk is None:
             return
         if tuple(previous_chunk.shape) != self.shape:
-            raise ValueError(f"previous_chunk must have shape {self.shape} (right-pad the unexecuted "
-                             f"actions to H), got {tuple(previous_chunk.shape)}")
+            raise ValueError(
+                f"previous_chunk must have shape {self.shape} (right-pad the unexecuted "
+                f"actions to H), got {tuple(previous_chunk.shape)}"
+            )
         if weights is None or tuple(weights.shape) != (self.shape[1],):
             shape = None if weights is None else tuple(weights.shape)
             raise ValueError(f"weights must have length H={self.shape[1]}, got shape {shape}")
@@ -141,8 +147,16 @@ class CompiledGuidedSampler:
         """The n steps on the preallocated buffers: the body of ``guided_sample``, graph-safe."""
         velocity = paper_velocity(self.policy, self._context)
         output = self._outputs[mode]
-        arguments = (velocity, self._noise, self._taus, self._step, self._target, self._mask,
-                     self._guidance_weights, mode)
+        arguments = (
+            velocity,
+            self._noise,
+            self._taus,
+            self._step,
+            self._target,
+            self._mask,
+            self._guidance_weights,
+            mode,
+        )
         if mode is GuidanceMode.VJP:
             actions = euler_steps(*arguments)
             with torch.no_grad():
@@ -165,8 +179,10 @@ class CompiledGuidedSampler:
         except RuntimeError as error:
             name = "vanilla" if mode is None else mode.value
             raise RuntimeError(
-                f"capturing the {name} denoising loop in a CUDA graph failed: the policy's velocity() "
-                "must not synchronise with the host or build tensors from host data (use torch.full, "
+                f"capturing the {name} denoising loop in a CUDA graph failed: the policy's "
+                "velocity() "
+                "must not synchronise with the host or build tensors from host data (use "
+                "torch.full, "
                 "or arithmetic with Python floats); pass cuda_graph=False to run it eagerly"
             ) from error
         self._graphs[mode] = graph
@@ -174,7 +190,9 @@ class CompiledGuidedSampler:
 
 
 def _map_tensors(tree: Any, fn) -> Any:
-    """Apply ``fn`` to every tensor of a context made of tensors, tuples, lists, dicts, dataclasses."""
+    """Apply ``fn`` to every tensor of a context made of tensors, tuples, lists, dicts,
+    dataclasses.
+    """
     if isinstance(tree, torch.Tensor):
         return fn(tree)
     if isinstance(tree, (tuple, list)):
@@ -183,7 +201,11 @@ def _map_tensors(tree: Any, fn) -> Any:
     if isinstance(tree, dict):
         return type(tree)((key, _map_tensors(value, fn)) for key, value in tree.items())
     if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
-        fields = {f.name: _map_tensors(getattr(tree, f.name), fn) for f in dataclasses.fields(tree) if f.init}
+        fields = {
+            f.name: _map_tensors(getattr(tree, f.name), fn)
+            for f in dataclasses.fields(tree)
+            if f.init
+        }
         return dataclasses.replace(tree, **fields)
     return tree
 
@@ -192,8 +214,10 @@ def _copy_tensors(static: Any, fresh: Any, path: str = "context") -> None:
     if isinstance(static, torch.Tensor):
         if not isinstance(fresh, torch.Tensor) or fresh.shape != static.shape:
             shape = tuple(fresh.shape) if isinstance(fresh, torch.Tensor) else type(fresh).__name__
-            raise ValueError(f"{path} changed from shape {tuple(static.shape)} to {shape}: "
-                             "a CompiledGuidedSampler serves one fixed shape")
+            raise ValueError(
+                f"{path} changed from shape {tuple(static.shape)} to {shape}: "
+                "a CompiledGuidedSampler serves one fixed shape"
+            )
         static.copy_(fresh)
     elif isinstance(static, (tuple, list)):
         if len(static) != len(fresh):

@@ -4,6 +4,7 @@ The controller (:mod:`rtc_ros.core.scheduler`) needs only the method and the exe
 from it, so this module, like the scheduler and the handover, imports numpy at most: a control
 process built from it never loads torch.
 """
+
 from __future__ import annotations
 
 import dataclasses

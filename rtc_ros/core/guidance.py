@@ -8,9 +8,10 @@ The loop has no data-dependent Python branch and no host synchronisation: the fl
 and guidance weights are plain floats known before sampling starts, so the same code can
 be captured in a CUDA graph.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -94,7 +95,8 @@ def euler_steps(
     guidance_weights: Sequence[float] = (),
     mode: GuidanceMode | None = None,
 ) -> torch.Tensor:
-    """The n Euler steps of GUIDEDINFERENCE from ``noise``, shared by the eager and compiled samplers.
+    """The n Euler steps of GUIDEDINFERENCE from ``noise``, shared by the eager and compiled
+    samplers.
 
     ``mode`` None integrates without guidance; otherwise ``target`` (B, H, M), ``mask`` W as
     (1, H, 1) and one guidance weight per flow time in ``taus``. No host synchronisation and no
@@ -132,7 +134,8 @@ def pad_to_horizon(unexecuted: torch.Tensor, prediction_horizon: int) -> torch.T
     missing = prediction_horizon - unexecuted.shape[1]
     if missing < 0:
         raise ValueError(
-            f"previous chunk has {unexecuted.shape[1]} unexecuted actions, more than H={prediction_horizon}"
+            f"previous chunk has {unexecuted.shape[1]} unexecuted actions, more than "
+            f"H={prediction_horizon}"
         )
     return torch.nn.functional.pad(unexecuted, (0, 0, 0, missing))
 

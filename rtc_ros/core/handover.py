@@ -27,12 +27,14 @@ Two implementations of one small interface, ``publish(item)`` / ``latest()``:
   item never changes, however long the caller keeps it, and in the steady state (the controller
   holds one or two chunks) no buffer is allocated per item.
 """
+
 from __future__ import annotations
 
 import sys
 import zlib
+from collections.abc import Callable
 from multiprocessing import shared_memory
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -88,7 +90,9 @@ class SharedMemorySlot(Generic[Item]):
             self._words[:] = 0
         self._sequence = self._words[:1]
         self._slots = tuple(self._words[_HEADER_WORDS:].reshape(_SLOTS, slot_words))
-        self._slot_payloads = tuple(slot[_SLOT_HEADER_WORDS:].view(np.float64) for slot in self._slots)
+        self._slot_payloads = tuple(
+            slot[_SLOT_HEADER_WORDS:].view(np.float64) for slot in self._slots
+        )
         self._payload_words = payload_words
         self._encode, self._decode = encode, decode
         self._buffers: list[np.ndarray] = []
@@ -129,8 +133,9 @@ class SharedMemorySlot(Generic[Item]):
             np.copyto(copy, self._slots[slot])
             # The stamp read again after the copy: on x86-64's ordered loads, unchanged means the
             # writer had not started to overwrite the slot; the CRC of the copy covers the rest.
-            if (copy.item(0) == sequence == self._slots[slot].item(0)
-                    and copy.item(1) == zlib.crc32(payload.data)):
+            if copy.item(0) == sequence == self._slots[slot].item(0) and copy.item(
+                1
+            ) == zlib.crc32(payload.data):
                 self._cached = self._decode(payload)
                 self._read_sequence = sequence
                 return self._cached
@@ -160,11 +165,15 @@ class SharedMemorySlot(Generic[Item]):
             self._memory.unlink()
 
 
-_CHUNK_FIELDS = 7  # sequence, start_tick, inference_delay, execution_horizon, latency_s, run_id, epoch
+_CHUNK_FIELDS = (
+    7  # sequence, start_tick, inference_delay, execution_horizon, latency_s, run_id, epoch
+)
 _STATE_FIELDS = 7  # tick, sequence, start_tick, observed_delay, run_id, epoch, holding
 
 
-def shared_chunk_slot(name: str, chunk_shape: tuple[int, ...], create: bool = False) -> SharedMemorySlot[Chunk]:
+def shared_chunk_slot(
+    name: str, chunk_shape: tuple[int, ...], create: bool = False
+) -> SharedMemorySlot[Chunk]:
     """A :class:`SharedMemorySlot` carrying :class:`Chunk` objects of ``chunk_shape`` (H, M)."""
     shape = tuple(chunk_shape)
     size = int(np.prod(shape))
@@ -172,16 +181,33 @@ def shared_chunk_slot(name: str, chunk_shape: tuple[int, ...], create: bool = Fa
     def encode(chunk: Chunk, out: np.ndarray) -> None:
         if chunk.actions.shape != shape:
             raise ValueError(f"chunk must have shape {shape}, got {chunk.actions.shape}")
-        out[:_CHUNK_FIELDS] = (chunk.sequence, chunk.start_tick, chunk.inference_delay, chunk.execution_horizon,
-                               chunk.latency_s, chunk.run_id, chunk.epoch)
+        out[:_CHUNK_FIELDS] = (
+            chunk.sequence,
+            chunk.start_tick,
+            chunk.inference_delay,
+            chunk.execution_horizon,
+            chunk.latency_s,
+            chunk.run_id,
+            chunk.epoch,
+        )
         out[_CHUNK_FIELDS:].reshape(shape)[...] = chunk.actions
 
     def decode(payload: np.ndarray) -> Chunk:
-        sequence, start_tick, delay, horizon, latency, run_id, epoch = payload[:_CHUNK_FIELDS].tolist()
+        sequence, start_tick, delay, horizon, latency, run_id, epoch = payload[
+            :_CHUNK_FIELDS
+        ].tolist()
         # A read-only view: the Chunk keeps it instead of copying (the buffer stays untouched
         # while the chunk or any view of it lives).
-        return Chunk(payload[_CHUNK_FIELDS:].reshape(shape), int(start_tick), int(sequence), int(delay),
-                     int(horizon), latency, int(run_id), int(epoch))
+        return Chunk(
+            payload[_CHUNK_FIELDS:].reshape(shape),
+            int(start_tick),
+            int(sequence),
+            int(delay),
+            int(horizon),
+            latency,
+            int(run_id),
+            int(epoch),
+        )
 
     return SharedMemorySlot(name, _CHUNK_FIELDS + size, encode, decode, create)
 
@@ -201,8 +227,15 @@ def shared_state_slot(name: str, create: bool = False) -> SharedMemorySlot[Contr
 
     def decode(payload: np.ndarray) -> ControllerState:
         tick, sequence, start_tick, observed_delay, run_id, epoch, holding = payload.tolist()
-        return ControllerState(int(tick), int(sequence), int(start_tick), int(observed_delay), int(run_id),
-                               int(epoch), bool(holding))
+        return ControllerState(
+            int(tick),
+            int(sequence),
+            int(start_tick),
+            int(observed_delay),
+            int(run_id),
+            int(epoch),
+            bool(holding),
+        )
 
     return SharedMemorySlot(name, _STATE_FIELDS, encode, decode, create)
 
@@ -212,8 +245,11 @@ def shared_executor_spec_slot(name: str, create: bool = False) -> SharedMemorySl
 
     def encode(spec: ExecutorSpec, out: np.ndarray) -> None:
         ensembling = spec.ensembling
-        out[:] = (spec.pause_after or 0, ensembling.decay if ensembling else np.nan,
-                  ensembling.max_chunks if ensembling else 0)
+        out[:] = (
+            spec.pause_after or 0,
+            ensembling.decay if ensembling else np.nan,
+            ensembling.max_chunks if ensembling else 0,
+        )
 
     def decode(payload: np.ndarray) -> ExecutorSpec:
         pause_after, decay, max_chunks = payload

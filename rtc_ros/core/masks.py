@@ -1,4 +1,5 @@
 """Prefix weights W over a chunk: which actions guidance pulls toward the previous chunk."""
+
 from __future__ import annotations
 
 import enum
@@ -34,10 +35,13 @@ def prefix_weights(
     if horizon < 1:
         raise ValueError(f"prediction_horizon must be >= 1, got {horizon}")
     if not 0 <= s < horizon:
-        raise ValueError(f"execution_horizon must be in [0, prediction_horizon={horizon}), got {s}")
+        raise ValueError(
+            f"execution_horizon must be in [0, prediction_horizon={horizon}), got {s}"
+        )
     if not 0 <= d <= horizon - s:
         raise ValueError(
-            f"inference_delay must be in [0, prediction_horizon - execution_horizon = {horizon - s}], got {d}"
+            "inference_delay must be in [0, prediction_horizon - execution_horizon = "
+            f"{horizon - s}], got {d}"
         )
     i = torch.arange(horizon, dtype=torch.float64)
     overlap_end = horizon - s

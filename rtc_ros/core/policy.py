@@ -4,10 +4,12 @@ A policy plugs in by composition: any object with these attributes and methods w
 no base class is involved. Guidance code only ever calls :func:`paper_velocity`, which
 converts the policy's own time convention into the paper's (tau = 0 noise, tau = 1 actions).
 """
+
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -50,7 +52,9 @@ class FlowPolicy(Protocol):
         ...
 
     def to_model_space(self, actions: torch.Tensor) -> torch.Tensor:
-        """Robot actions -> the space the flow runs in (e.g. normalised); guidance happens there."""
+        """Robot actions -> the space the flow runs in (e.g. normalised); guidance happens
+        there.
+        """
         ...
 
     def from_model_space(self, model_actions: torch.Tensor) -> torch.Tensor:

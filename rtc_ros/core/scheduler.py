@@ -21,13 +21,14 @@ While the robot is reset between two episodes the controller holds: a new epoch 
 nothing is executed and the planner plans nothing; the release starts another epoch, whose
 first chunk is made fresh, without guidance toward a chunk of the previous episode.
 """
+
 from __future__ import annotations
 
 import collections
 import dataclasses
 import logging
 import secrets
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -55,7 +56,11 @@ class Chunk:
         # A read-only float64 array is kept as it is: it is a view of another chunk, or of a
         # shared-memory reader's buffer that is never rewritten while a view of it lives
         # (core.handover); copying it again would cost the controller on every new chunk.
-        if not (isinstance(actions, np.ndarray) and actions.dtype == np.float64 and not actions.flags.writeable):
+        if not (
+            isinstance(actions, np.ndarray)
+            and actions.dtype == np.float64
+            and not actions.flags.writeable
+        ):
             actions = np.array(actions, dtype=np.float64, copy=True)
         if actions.ndim < 2:
             raise ValueError(f"actions must be (H, M) or (B, H, M), got shape {actions.shape}")
@@ -144,7 +149,9 @@ class ChunkExecutor:
     """
 
     def __init__(self, spec: ExecutorSpec = ExecutorSpec(), run_id: int = 0) -> None:
-        """``run_id``: identifies this executor's clock (:func:`new_run_id`); chunks must carry it."""
+        """``run_id``: identifies this executor's clock (:func:`new_run_id`); chunks must carry
+        it.
+        """
         self.spec = spec
         self._current: Chunk | None = None
         self._ensemble: collections.deque[Chunk] = collections.deque(
@@ -158,7 +165,8 @@ class ChunkExecutor:
         self.underruns = 0
         self.paused_ticks = 0
         self.rejected_chunks = 0
-        """Chunks of another run or epoch that were offered and not executed (each counted once)."""
+        """Chunks of another run or epoch that were offered and not executed (each counted
+        once)."""
 
     @property
     def state(self) -> ControllerState:
@@ -171,7 +179,8 @@ class ChunkExecutor:
         stands still at a tick where the planner waits for it to move on.
         """
         self._ensemble = collections.deque(
-            self._ensemble, maxlen=spec.ensembling.max_chunks if spec.ensembling else 1)
+            self._ensemble, maxlen=spec.ensembling.max_chunks if spec.ensembling else 1
+        )
         self.spec = spec
 
     @property
@@ -184,15 +193,28 @@ class ChunkExecutor:
         The swap alone already updates :attr:`state` (sequence, observed delay), so that the
         inference side can plan the next chunk from ``t = d`` as Algorithm 1 does.
         """
-        if newest is None or newest is self._last_rejected or (
-                self._current is not None and newest.sequence == self._current.sequence
-                and self._state.plans(newest)):
+        if (
+            newest is None
+            or newest is self._last_rejected
+            or (
+                self._current is not None
+                and newest.sequence == self._current.sequence
+                and self._state.plans(newest)
+            )
+        ):
             return False
         if not self._state.plans(newest):
             self._last_rejected = newest
             self.rejected_chunks += 1
-            _LOG.warning("rejected chunk %d: planned for run %d epoch %d, this controller is run %d epoch %d",
-                         newest.sequence, newest.run_id, newest.epoch, self._state.run_id, self._state.epoch)
+            _LOG.warning(
+                "rejected chunk %d: planned for run %d epoch %d, this controller is run %d epoch "
+                "%d",
+                newest.sequence,
+                newest.run_id,
+                newest.epoch,
+                self._state.run_id,
+                self._state.epoch,
+            )
             return False
         clock = self._state.tick
         self._current = newest
@@ -219,7 +241,9 @@ class ChunkExecutor:
         self._publish(clock + 1, chunk, observed_delay)
         if 0 <= index < horizon:
             ensembling = self.spec.ensembling
-            action = self._ensembled(clock, ensembling) if ensembling else chunk.actions[..., index, :]
+            action = (
+                self._ensembled(clock, ensembling) if ensembling else chunk.actions[..., index, :]
+            )
             self._last_action = action
             return TickResult(action, index, underrun=False, swapped=swapped, paused=False)
         self.underruns += 1
@@ -228,17 +252,26 @@ class ChunkExecutor:
     def begin_epoch(self, holding: bool = False) -> None:
         """Discard the executing chunk and reject every chunk planned before now (an episode
         reset): nothing is executed until a chunk planned in the new epoch arrives, and none is
-        planned while ``holding``."""
+        planned while ``holding``.
+        """
         self._current = None
         self._ensemble.clear()
         self._last_action = None
         self._swapped_since_tick = False
-        self._state = ControllerState(self._state.tick, -1, 0, 0, self._state.run_id, self._state.epoch + 1,
-                                      holding)
+        self._state = ControllerState(
+            self._state.tick, -1, 0, 0, self._state.run_id, self._state.epoch + 1, holding
+        )
 
     def _publish(self, tick: int, chunk: Chunk, observed_delay: int) -> None:
-        self._state = ControllerState(tick, chunk.sequence, chunk.start_tick, observed_delay,
-                                      self._state.run_id, self._state.epoch, self._state.holding)
+        self._state = ControllerState(
+            tick,
+            chunk.sequence,
+            chunk.start_tick,
+            observed_delay,
+            self._state.run_id,
+            self._state.epoch,
+            self._state.holding,
+        )
 
     def _ensembled(self, clock: int, ensembling: TemporalEnsembling) -> np.ndarray:
         covering = [c for c in self._ensemble if 0 <= clock - c.start_tick < c.prediction_horizon]
@@ -248,7 +281,9 @@ class ChunkExecutor:
 
 
 class DelayEstimator:
-    """d = max of the last ``window`` observed delays (the paper's Q), or ``initial`` when empty."""
+    """d = max of the last ``window`` observed delays (the paper's Q), or ``initial`` when
+    empty.
+    """
 
     def __init__(self, window: int = 10, initial: int = 0) -> None:
         if window < 1:
@@ -292,8 +327,16 @@ class InferenceRequest:
 
     def chunk(self, actions: np.ndarray, latency_s: float = 0.0) -> Chunk:
         """The chunk this request produced, stamped with the controller run it was planned for."""
-        return Chunk(actions, self.request_tick, self.sequence, self.inference_delay, self.execution_horizon,
-                     latency_s, self.run_id, self.epoch)
+        return Chunk(
+            actions,
+            self.request_tick,
+            self.sequence,
+            self.inference_delay,
+            self.execution_horizon,
+            latency_s,
+            self.run_id,
+            self.epoch,
+        )
 
 
 class InferencePlanner:
@@ -321,7 +364,8 @@ class InferencePlanner:
         """Start the next inference after ``min_execution_horizon`` actions of a chunk."""
         if not 1 <= min_execution_horizon < self.prediction_horizon:
             raise ValueError(
-                f"min_execution_horizon (s_min) must be in [1, prediction_horizon={self.prediction_horizon}), "
+                "min_execution_horizon (s_min) must be in [1, "
+                f"prediction_horizon={self.prediction_horizon}), "
                 f"got {min_execution_horizon}"
             )
         self.min_execution_horizon = min_execution_horizon
@@ -348,15 +392,20 @@ class InferencePlanner:
             raise RuntimeError("plan() called while the previous request is still pending")
         sequence = self._next_sequence
         self._next_sequence += 1
-        if (state.sequence < 0 or executing is None or not state.plans(executing)
-                or state.tick - executing.start_tick >= self.prediction_horizon):
+        if (
+            state.sequence < 0
+            or executing is None
+            or not state.plans(executing)
+            or state.tick - executing.start_tick >= self.prediction_horizon
+        ):
             # Nothing of this run and epoch executes, or the executing chunk has run out (an
             # underrun): nothing is left to continue from, so a fresh chunk, as at start-up.
             request = InferenceRequest(state.tick, sequence, 0, 0, None, state.run_id, state.epoch)
         else:
             if executing.sequence != state.sequence:
                 raise ValueError(
-                    f"executing chunk {executing.sequence} is not the controller's chunk {state.sequence}"
+                    f"executing chunk {executing.sequence} is not the controller's chunk "
+                    f"{state.sequence}"
                 )
             s = min(state.tick - executing.start_tick, self.prediction_horizon)
             delay = self.delays.estimate()
@@ -364,8 +413,15 @@ class InferencePlanner:
                 self.delay_clamps += 1
                 self._on_delay_clamped(delay, self.prediction_horizon - s)
                 delay = self.prediction_horizon - s
-            request = InferenceRequest(state.tick, sequence, s, delay, executing.actions[..., s:, :],
-                                       state.run_id, state.epoch)
+            request = InferenceRequest(
+                state.tick,
+                sequence,
+                s,
+                delay,
+                executing.actions[..., s:, :],
+                state.run_id,
+                state.epoch,
+            )
         self._pending = request
         return request
 
@@ -382,4 +438,7 @@ class InferencePlanner:
 def _warn_delay_clamped(delay: int, limit: int) -> None:
     _LOG.warning(
         "inference delay estimate %d exceeds H - s = %d: the seam falls into the unguided "
-        "region; lower min_execution_horizon or speed up inference", delay, limit)
+        "region; lower min_execution_horizon or speed up inference",
+        delay,
+        limit,
+    )

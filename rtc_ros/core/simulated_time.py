@@ -1,4 +1,5 @@
-"""Algorithm 1 on a simulated clock: inference takes an exact number of ticks, the world never waits.
+"""Algorithm 1 on a simulated clock: inference takes an exact number of ticks, the world never
+waits.
 
 Used by the tests and the benchmarks to put a method under a chosen delay deterministically.
 Each tick: the controller acts; after the caller stepped the world, the chunk whose inference
@@ -6,14 +7,21 @@ has finished is swapped in and the next inference starts if the planner says so.
 computed from the observation after tick k becomes available ``delay`` ticks later, so the
 controller meets it with an observed delay of exactly ``delay``.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from rtc_ros.core.handover import AtomicSlot
-from rtc_ros.core.scheduler import Chunk, ChunkExecutor, InferencePlanner, InferenceRequest, TickResult
+from rtc_ros.core.scheduler import (
+    Chunk,
+    ChunkExecutor,
+    InferencePlanner,
+    InferenceRequest,
+    TickResult,
+)
 
 Infer = Callable[[InferenceRequest], np.ndarray]
 """Computes the chunk's actions for a request from the world's current observation."""
@@ -28,7 +36,8 @@ class SimulatedTimeLoop:
         delay_ticks: Callable[[InferenceRequest], int],
     ) -> None:
         """``delay_ticks(request)``: how many ticks that inference takes (0 for the warm-up
-        chunk, which the paper makes before the controller starts moving)."""
+        chunk, which the paper makes before the controller starts moving).
+        """
         self.executor = executor
         self.planner = planner
         self._infer = infer
@@ -48,7 +57,9 @@ class SimulatedTimeLoop:
         return result
 
     def after_world_step(self) -> InferenceRequest | None:
-        """Deliver a finished chunk and start an inference if one is due, from the world as it is now."""
+        """Deliver a finished chunk and start an inference if one is due, from the world as it is
+        now.
+        """
         self._deliver_due()
         if self._in_flight is not None or not self.planner.ready(self.executor.state):
             return None

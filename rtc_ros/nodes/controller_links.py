@@ -7,6 +7,7 @@ All three offer the same small interface to the inference worker: ``controller_s
 saying whether the node must then stop (a thread or process of its own) or wait for it (a
 remote controller).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,32 +24,51 @@ from rtc_ros.core.handover import AtomicSlot
 from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, ExecutorSpec, new_run_id
 from rtc_ros.msg import ActionChunk, ControllerTick
 from rtc_ros.nodes.messages import (
-    COMMAND_TYPES, CommandMessage, chunk_to_message, message_to_controller_report, message_to_controller_state,
+    COMMAND_TYPES,
+    CommandMessage,
+    chunk_to_message,
+    message_to_controller_report,
+    message_to_controller_state,
 )
 from rtc_ros.nodes.parameters import CommandFormat, RtcParameters
 from rtc_ros.runtime.command_filter import CommandFilter
-from rtc_ros.runtime.control_loop import ControlLoop, ControlMode, ControlProcess, ControlProcessSpec, ControllerReport
+from rtc_ros.runtime.control_loop import (
+    ControllerReport,
+    ControlLoop,
+    ControlMode,
+    ControlProcess,
+    ControlProcessSpec,
+)
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 """ros2_control's command subscriptions are RELIABLE: a BEST_EFFORT publisher never connects."""
-CHUNK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+CHUNK_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 """Chunks and controller ticks: only the newest matters, and a late-joining controller (or a
 chunk published before discovery completed) must still receive it."""
 QOS_OVERRIDES = QoSOverridingOptions.with_default_policies()
-"""Lets ``qos_overrides./<topic>.<publisher|subscription>.<policy>`` parameters change a topic's QoS."""
+"""Lets ``qos_overrides./<topic>.<publisher|subscription>.<policy>`` parameters change a topic's
+QoS."""
 CONTROLLER_TICK_TIMEOUT_S = 0.5
-"""A remote controller that has not ticked for this long is reported as gone (25 ticks at 50 Hz)."""
+"""A remote controller that has not ticked for this long is reported as gone (25 ticks at 50
+Hz)."""
 
 
 class CommandPublisher:
     """Publishes one command per tick in the configured format, from the control loop's thread
-    (it refills one preallocated message)."""
+    (it refills one preallocated message).
+    """
 
     def __init__(self, node: Node, params: RtcParameters) -> None:
         self._node = node
         self._message = CommandMessage(params.command_format, params.joint_names, params.period_s)
-        self._publisher = node.create_publisher(COMMAND_TYPES[params.command_format], "commands", COMMAND_QOS,
-                                                qos_overriding_options=QOS_OVERRIDES)
+        self._publisher = node.create_publisher(
+            COMMAND_TYPES[params.command_format],
+            "commands",
+            COMMAND_QOS,
+            qos_overriding_options=QOS_OVERRIDES,
+        )
 
     def __call__(self, positions: np.ndarray) -> None:
         self._publisher.publish(self._message.fill(positions, self._node.get_clock().now()))
@@ -58,7 +78,9 @@ class CommandPublisher:
 
 
 class ThreadControllerLink:
-    """Control loop in a thread of this process; chunks and state through in-process atomic slots."""
+    """Control loop in a thread of this process; chunks and state through in-process atomic
+    slots.
+    """
 
     FATAL = True
 
@@ -72,12 +94,22 @@ class ThreadControllerLink:
         # Priority and affinity for the loop's thread, but no mlockall: that would lock the
         # whole inference process, torch's (and CUDA's) mappings included.
         settings = dataclasses.replace(params.realtime_settings(), lock_memory=False)
-        self._loop = ControlLoop(params.period_s, ChunkExecutor(params.executor_spec(), new_run_id()), self._chunks,
-                                 self._states, self._filter, commands, robot_connected=commands.connected,
-                                 executor_specs=self._executor_specs, realtime_settings=settings,
-                                 modes=self._modes)
+        self._loop = ControlLoop(
+            params.period_s,
+            ChunkExecutor(params.executor_spec(), new_run_id()),
+            self._chunks,
+            self._states,
+            self._filter,
+            commands,
+            robot_connected=commands.connected,
+            executor_specs=self._executor_specs,
+            realtime_settings=settings,
+            modes=self._modes,
+        )
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop.run, args=(self._stop,), name="rtc_control", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run, args=(self._stop,), name="rtc_control", daemon=True
+        )
 
     def start(self, initial_positions: np.ndarray) -> None:
         self._filter.reset(initial_positions)
@@ -121,19 +153,28 @@ class RosCommandSinkFactory:
     joint_names: tuple[str, ...]
     period_s: float
 
-    def __call__(self) -> "_ProcessCommandSink":
+    def __call__(self) -> _ProcessCommandSink:
         return _ProcessCommandSink(self)
 
 
 class _ProcessCommandSink:
     def __init__(self, factory: RosCommandSinkFactory) -> None:
         self._context = rclpy.Context()
-        rclpy.init(args=["rtc_control", "--ros-args", *factory.ros_args], context=self._context,
-                   domain_id=factory.domain_id)
+        rclpy.init(
+            args=["rtc_control", "--ros-args", *factory.ros_args],
+            context=self._context,
+            domain_id=factory.domain_id,
+        )
         self._node = Node(factory.node_name, namespace=factory.namespace, context=self._context)
-        self._message = CommandMessage(factory.command_format, factory.joint_names, factory.period_s)
-        self._publisher = self._node.create_publisher(COMMAND_TYPES[factory.command_format], "commands", COMMAND_QOS,
-                                                      qos_overriding_options=QOS_OVERRIDES)
+        self._message = CommandMessage(
+            factory.command_format, factory.joint_names, factory.period_s
+        )
+        self._publisher = self._node.create_publisher(
+            COMMAND_TYPES[factory.command_format],
+            "commands",
+            COMMAND_QOS,
+            qos_overriding_options=QOS_OVERRIDES,
+        )
 
     def __call__(self, positions: np.ndarray) -> None:
         self._publisher.publish(self._message.fill(positions, self._node.get_clock().now()))
@@ -147,13 +188,19 @@ class _ProcessCommandSink:
 
 
 def _remaps_without_node_name(ros_args: list[str]) -> tuple[str, ...]:
-    """The node's --ros-args minus its own name remap, so the control node gets a name of its own."""
+    """The node's --ros-args minus its own name remap, so the control node gets a name of its
+    own.
+    """
     kept, skip = [], False
     for i, arg in enumerate(ros_args):
         if skip:
             skip = False
             continue
-        if arg in ("-r", "--remap") and i + 1 < len(ros_args) and ros_args[i + 1].startswith("__node:="):
+        if (
+            arg in ("-r", "--remap")
+            and i + 1 < len(ros_args)
+            and ros_args[i + 1].startswith("__node:=")
+        ):
             skip = True
             continue
         kept.append(arg)
@@ -161,27 +208,40 @@ def _remaps_without_node_name(ros_args: list[str]) -> tuple[str, ...]:
 
 
 class ProcessControllerLink:
-    """Control loop in its own process (node ``<name>_control``); shared-memory slots in between."""
+    """Control loop in its own process (node ``<name>_control``); shared-memory slots in
+    between.
+    """
 
     FATAL = True
 
     def __init__(self, node: Node, params: RtcParameters, ros_args: list[str]) -> None:
         self._node, self._params = node, params
         self._sink_factory = RosCommandSinkFactory(
-            node_name=f"{node.get_name()}_control", namespace=node.get_namespace(),
-            domain_id=node.context.get_domain_id(), ros_args=_remaps_without_node_name(ros_args),
+            node_name=f"{node.get_name()}_control",
+            namespace=node.get_namespace(),
+            domain_id=node.context.get_domain_id(),
+            ros_args=_remaps_without_node_name(ros_args),
             command_format=params.command_format,
-            joint_names=params.joint_names, period_s=params.period_s)
+            joint_names=params.joint_names,
+            period_s=params.period_s,
+        )
         self._executor = params.executor_spec()
         self._process: ControlProcess | None = None
         self._closed = False
 
     def start(self, initial_positions: np.ndarray) -> None:
         p = self._params
-        self._process = ControlProcess(ControlProcessSpec(
-            period_s=p.period_s, chunk_shape=(p.prediction_horizon, len(p.joint_names)), limits=p.joint_limits(),
-            executor=self._executor, make_sink=self._sink_factory,
-            initial_positions=tuple(float(v) for v in initial_positions), realtime=p.realtime_settings()))
+        self._process = ControlProcess(
+            ControlProcessSpec(
+                period_s=p.period_s,
+                chunk_shape=(p.prediction_horizon, len(p.joint_names)),
+                limits=p.joint_limits(),
+                executor=self._executor,
+                make_sink=self._sink_factory,
+                initial_positions=tuple(float(v) for v in initial_positions),
+                realtime=p.realtime_settings(),
+            )
+        )
         self._process.start()
 
     def controller_state(self) -> ControllerState | None:
@@ -225,9 +285,16 @@ class TopicControllerLink:
         self._node, self._params = node, params
         self._ticks: AtomicSlot[ControllerTick] = AtomicSlot()
         self._last_tick_s: float | None = None
-        self._publisher = node.create_publisher(ActionChunk, "chunks", CHUNK_QOS, qos_overriding_options=QOS_OVERRIDES)
-        node.create_subscription(ControllerTick, "controller_tick", self._on_tick, CHUNK_QOS,
-                                 qos_overriding_options=QOS_OVERRIDES)
+        self._publisher = node.create_publisher(
+            ActionChunk, "chunks", CHUNK_QOS, qos_overriding_options=QOS_OVERRIDES
+        )
+        node.create_subscription(
+            ControllerTick,
+            "controller_tick",
+            self._on_tick,
+            CHUNK_QOS,
+            qos_overriding_options=QOS_OVERRIDES,
+        )
 
     def _on_tick(self, message: ControllerTick) -> None:
         self._ticks.publish(message)
@@ -242,22 +309,32 @@ class TopicControllerLink:
 
     def publish_chunk(self, chunk: Chunk) -> None:
         p = self._params
-        self._publisher.publish(chunk_to_message(chunk, p.joint_names, self._node.get_clock().now(),
-                                                 p.method, p.guidance))
+        self._publisher.publish(
+            chunk_to_message(
+                chunk, p.joint_names, self._node.get_clock().now(), p.method, p.guidance
+            )
+        )
 
     def reconfigure(self, executor: ExecutorSpec) -> None:
-        """The controller node executes by its own parameters (set its min_execution_horizon too)."""
+        """The controller node executes by its own parameters (set its min_execution_horizon
+        too).
+        """
 
     def set_mode(self, mode: ControlMode) -> None:
-        self._node.get_logger().error("hold is not available with controller=topic: the controller node keeps "
-                                      "executing its chunks", throttle_duration_sec=5.0)
+        self._node.get_logger().error(
+            "hold is not available with controller=topic: the controller node keeps "
+            "executing its chunks",
+            throttle_duration_sec=5.0,
+        )
 
     def report(self) -> ControllerReport:
         tick = self._ticks.latest()
         return ControllerReport() if tick is None else message_to_controller_report(tick)
 
     def failure(self) -> str | None:
-        """A controller that ticked and then fell silent (stopped, crashed, or the network is down)."""
+        """A controller that ticked and then fell silent (stopped, crashed, or the network is
+        down).
+        """
         if self._last_tick_s is None:
             return None
         silent_s = time.monotonic() - self._last_tick_s

@@ -11,6 +11,7 @@ stamps each chunk with the run id it planned from. A chunk planned for another r
 last chunk before this node restarted, redelivered by transient-local QoS) is rejected,
 counted and logged: its ticks count on a clock that no longer exists.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,12 +32,25 @@ from rtc_ros.nodes.diagnostics import HealthMonitor, diagnostic_array
 from rtc_ros.nodes.messages import controller_tick_message, message_to_chunk
 from rtc_ros.nodes.runner import STEADY, run
 from rtc_ros.runtime.command_filter import CommandFilter
-from rtc_ros.runtime.control_loop import ControlLoop, ControllerReport
+from rtc_ros.runtime.control_loop import ControllerReport, ControlLoop
 from rtc_ros.runtime.observation import ObservationAssembler, ObservationError, ObservationSpec
 
-CONTROLLER_PARAMETERS = ("joint_names", "position_lower", "position_upper", "max_velocity", "control_rate_hz",
-                         "command_format", "prediction_horizon", "min_execution_horizon", "method", "hardware_id",
-                         "max_clock_skew_s", "thread_priority", "cpu_affinity", "lock_memory")
+CONTROLLER_PARAMETERS = (
+    "joint_names",
+    "position_lower",
+    "position_upper",
+    "max_velocity",
+    "control_rate_hz",
+    "command_format",
+    "prediction_horizon",
+    "min_execution_horizon",
+    "method",
+    "hardware_id",
+    "max_clock_skew_s",
+    "thread_priority",
+    "cpu_affinity",
+    "lock_memory",
+)
 
 
 class ControllerNode(Node):
@@ -51,21 +65,41 @@ class ControllerNode(Node):
         self._filter = CommandFilter(p.joint_limits())
         commands = CommandPublisher(self, p)
         self.loop = ControlLoop(
-            p.period_s, ChunkExecutor(p.executor_spec(), new_run_id()), self._chunks, self._states, self._filter,
-            commands, on_tick=self._on_tick, robot_connected=commands.connected,
-            executor_specs=self._executor_specs, realtime_settings=p.realtime_settings())
-        self._joints = ObservationAssembler(ObservationSpec(p.joint_names, (), (3, 1, 1), max_age_s=1.0,
-                                                            max_future_s=p.max_clock_skew_s))
+            p.period_s,
+            ChunkExecutor(p.executor_spec(), new_run_id()),
+            self._chunks,
+            self._states,
+            self._filter,
+            commands,
+            on_tick=self._on_tick,
+            robot_connected=commands.connected,
+            executor_specs=self._executor_specs,
+            realtime_settings=p.realtime_settings(),
+        )
+        self._joints = ObservationAssembler(
+            ObservationSpec(
+                p.joint_names, (), (3, 1, 1), max_age_s=1.0, max_future_s=p.max_clock_skew_s
+            )
+        )
         self.rejected_chunks = 0
-        self.create_subscription(ActionChunk, "chunks", self._on_chunk, CHUNK_QOS, qos_overriding_options=QOS_OVERRIDES)
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data,
-                                 qos_overriding_options=QOS_OVERRIDES)
+        self.create_subscription(
+            ActionChunk, "chunks", self._on_chunk, CHUNK_QOS, qos_overriding_options=QOS_OVERRIDES
+        )
+        self.create_subscription(
+            JointState,
+            "joint_states",
+            self._on_joint_state,
+            qos_profile_sensor_data,
+            qos_overriding_options=QOS_OVERRIDES,
+        )
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.health = HealthMonitor(p.prediction_horizon, p.period_s, "controller")
         self._report = ControllerReport()
         self.create_timer(1.0, self._publish_health, clock=STEADY)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.loop.run, args=(self._stop,), name="rtc_control", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run, args=(self._stop,), name="rtc_control", daemon=True
+        )
         parameters.on_change(self, lambda: self.params, self._apply_parameters)
 
     def _apply_parameters(self, params: parameters.RtcParameters) -> None:
@@ -79,8 +113,9 @@ class ControllerNode(Node):
             return
         stamp = message.header.stamp.sec + message.header.stamp.nanosec * 1e-9
         try:
-            self._joints.add_joint_state(message.name, message.position, stamp,
-                                         self.get_clock().now().nanoseconds * 1e-9)
+            self._joints.add_joint_state(
+                message.name, message.position, stamp, self.get_clock().now().nanoseconds * 1e-9
+            )
         except ObservationError as error:
             self.get_logger().warning(f"rejected joint state: {error}", throttle_duration_sec=5.0)
             return
@@ -92,10 +127,14 @@ class ControllerNode(Node):
 
     def _on_chunk(self, message: ActionChunk) -> None:
         try:
-            chunk = message_to_chunk(message, self.params.joint_names, self.params.prediction_horizon)
+            chunk = message_to_chunk(
+                message, self.params.joint_names, self.params.prediction_horizon
+            )
         except ValueError as error:
             self.rejected_chunks += 1
-            self.get_logger().error(f"rejected chunk {message.sequence}: {error}", throttle_duration_sec=2.0)
+            self.get_logger().error(
+                f"rejected chunk {message.sequence}: {error}", throttle_duration_sec=2.0
+            )
             return
         state = self.loop.executor.state
         if not state.plans(chunk):
@@ -103,25 +142,44 @@ class ControllerNode(Node):
             # ticks count on a clock that no longer exists.
             self.rejected_chunks += 1
             self.get_logger().warning(
-                f"rejected chunk {message.sequence}: planned for controller run {chunk.run_id} epoch {chunk.epoch}, "
-                f"this controller is run {state.run_id} epoch {state.epoch}", throttle_duration_sec=2.0)
+                f"rejected chunk {message.sequence}: planned for controller run {chunk.run_id} "
+                f"epoch {chunk.epoch}, "
+                f"this controller is run {state.run_id} epoch {state.epoch}",
+                throttle_duration_sec=2.0,
+            )
             return
         self._chunks.publish(chunk)
 
     def _on_tick(self, result, command) -> None:
         # Counters live, percentiles as of the last health report (sorting a window per tick
         # would cost the control loop for a figure read once a second).
-        report = dataclasses.replace(self._report, commands_published=self.loop.commands_published,
-                                     swaps=self.loop.executor.swaps, underruns=self.loop.executor.underruns)
-        self._tick_publisher.publish(controller_tick_message(self.loop.executor.state, report,
-                                                             self.params.period_s, self.get_clock().now()))
+        report = dataclasses.replace(
+            self._report,
+            commands_published=self.loop.commands_published,
+            swaps=self.loop.executor.swaps,
+            underruns=self.loop.executor.underruns,
+        )
+        self._tick_publisher.publish(
+            controller_tick_message(
+                self.loop.executor.state, report, self.params.period_s, self.get_clock().now()
+            )
+        )
 
     def _publish_health(self) -> None:
         self._report = self.loop.report()
-        health = self.health.controller(dataclasses.replace(
-            self._report, rejected_chunks=self._report.rejected_chunks + self.rejected_chunks))
-        self._diagnostics_publisher.publish(diagnostic_array(
-            self.get_clock().now(), self.get_fully_qualified_name(), self.params.hardware_id, {"controller": health}))
+        health = self.health.controller(
+            dataclasses.replace(
+                self._report, rejected_chunks=self._report.rejected_chunks + self.rejected_chunks
+            )
+        )
+        self._diagnostics_publisher.publish(
+            diagnostic_array(
+                self.get_clock().now(),
+                self.get_fully_qualified_name(),
+                self.params.hardware_id,
+                {"controller": health},
+            )
+        )
 
     def shutdown(self) -> None:
         """Stop the loop: nothing is commanded afterwards."""

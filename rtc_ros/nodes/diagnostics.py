@@ -9,6 +9,7 @@ Levels (each message names the threshold that was crossed):
 - observations: ERROR while inference waits for a complete, fresh observation (stale stamps,
   missing joints or cameras), WARN when messages were rejected since the last report.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,11 +80,16 @@ class HealthMonitor:
         elif new_clamps > 0:
             level, message = ERROR, f"d exceeded H - s = {overlap} ticks and was clamped"
         elif report.chunks > 1 and report.inference_delay_estimate >= 0.8 * overlap:
-            level, message = WARN, f"d = {report.inference_delay_estimate} ticks is >= 80% of H - s = {overlap}"
+            level, message = (
+                WARN,
+                f"d = {report.inference_delay_estimate} ticks is >= 80% of H - s = {overlap}",
+            )
         else:
             level, message = OK, "inference delay within the guided overlap"
         if report.emulated_latency_ms > 0:
-            message += f" (latency emulated: inference padded to {report.emulated_latency_ms:.0f} ms)"
+            message += (
+                f" (latency emulated: inference padded to {report.emulated_latency_ms:.0f} ms)"
+            )
         return Health(level, message, values)
 
     def controller(self, report: ControllerReport) -> Health:
@@ -114,23 +120,39 @@ class HealthMonitor:
         new_rejected_chunks = report.rejected_chunks - self._last_rejected_chunks
         self._last_underruns, self._last_rejected_chunks = report.underruns, report.rejected_chunks
         if new_underruns > 0 or report.underrun_active:
-            return Health(ERROR, f"underrun: {new_underruns} tick(s) held the last command since the last report",
-                          values)
+            return Health(
+                ERROR,
+                f"underrun: {new_underruns} tick(s) held the last command since the last report",
+                values,
+            )
         if new_rejected_chunks > 0:
-            return Health(WARN, f"{new_rejected_chunks} chunk(s) planned for another controller run or epoch "
-                                "rejected", values)
+            return Health(
+                WARN,
+                f"{new_rejected_chunks} chunk(s) planned for another controller run or epoch "
+                "rejected",
+                values,
+            )
         limit_ms = 0.25 * self.period_s * 1e3
         if report.period_error_p99_ms > limit_ms:
-            return Health(WARN, f"period error p99 {report.period_error_p99_ms:.2f} ms > {limit_ms:.1f} ms "
-                                "(25% of the period)", values)
+            return Health(
+                WARN,
+                f"period error p99 {report.period_error_p99_ms:.2f} ms > {limit_ms:.1f} ms "
+                "(25% of the period)",
+                values,
+            )
         refused = "; real-time settings refused (see the log)" if report.realtime_refused else ""
         if report.commands_published == 0:
             return Health(OK, f"waiting for the first chunk; nothing commanded{refused}", values)
         return Health(OK, f"commanding{refused}", values)
 
-    def observations(self, rejected: int, last_rejection: str, waiting: bool, waiting_reason: str) -> Health:
-        values = {"rejected_observations": str(rejected), "last_rejection": last_rejection,
-                  "waiting_reason": waiting_reason}
+    def observations(
+        self, rejected: int, last_rejection: str, waiting: bool, waiting_reason: str
+    ) -> Health:
+        values = {
+            "rejected_observations": str(rejected),
+            "last_rejection": last_rejection,
+            "waiting_reason": waiting_reason,
+        }
         new_rejected = rejected - self._last_rejected
         self._last_rejected = rejected
         if waiting:
@@ -140,30 +162,54 @@ class HealthMonitor:
         return Health(OK, "observations complete and fresh", values)
 
 
-def diagnostic_array(stamp, node_name: str, hardware_id: str, healths: dict[str, Health]) -> DiagnosticArray:
+def diagnostic_array(
+    stamp, node_name: str, hardware_id: str, healths: dict[str, Health]
+) -> DiagnosticArray:
     array = DiagnosticArray()
     array.header.stamp = stamp.to_msg()
     for concern, health in healths.items():
-        array.status.append(DiagnosticStatus(
-            level=health.level, name=f"{node_name}: {concern}", message=health.message, hardware_id=hardware_id,
-            values=[KeyValue(key=k, value=v) for k, v in health.values.items()]))
+        array.status.append(
+            DiagnosticStatus(
+                level=health.level,
+                name=f"{node_name}: {concern}",
+                message=health.message,
+                hardware_id=hardware_id,
+                values=[KeyValue(key=k, value=v) for k, v in health.values.items()],
+            )
+        )
     return array
 
 
-def status_message(stamp, inference: InferenceReport, controller: ControllerReport, rejected: int,
-                   device: str, method: str, holding: bool = False) -> RtcStatus:
+def status_message(
+    stamp,
+    inference: InferenceReport,
+    controller: ControllerReport,
+    rejected: int,
+    device: str,
+    method: str,
+    holding: bool = False,
+) -> RtcStatus:
     message = RtcStatus(
         delay_history=list(inference.delay_history),
         inference_delay_estimate=inference.inference_delay_estimate,
         execution_horizon=inference.execution_horizon,
-        chunk_latency_p50_ms=inference.latency_p50_ms, chunk_latency_p95_ms=inference.latency_p95_ms,
-        chunk_latency_max_ms=inference.latency_max_ms, swaps=controller.swaps, underruns=controller.underruns,
-        commands_published=controller.commands_published, rejected_observations=rejected,
+        chunk_latency_p50_ms=inference.latency_p50_ms,
+        chunk_latency_p95_ms=inference.latency_p95_ms,
+        chunk_latency_max_ms=inference.latency_max_ms,
+        swaps=controller.swaps,
+        underruns=controller.underruns,
+        commands_published=controller.commands_published,
+        rejected_observations=rejected,
         controller_period_error_p50_ms=controller.period_error_p50_ms,
         controller_period_error_p99_ms=controller.period_error_p99_ms,
-        controller_period_error_max_ms=controller.period_error_max_ms, device=device, method=method,
-        controller_thread_priority=controller.thread_priority, controller_cpu_affinity=list(controller.cpu_affinity),
+        controller_period_error_max_ms=controller.period_error_max_ms,
+        device=device,
+        method=method,
+        controller_thread_priority=controller.thread_priority,
+        controller_cpu_affinity=list(controller.cpu_affinity),
         controller_memory_locked=controller.memory_locked,
-        emulated_latency_ms=inference.emulated_latency_ms, holding=holding)
+        emulated_latency_ms=inference.emulated_latency_ms,
+        holding=holding,
+    )
     message.header.stamp = stamp.to_msg()
     return message

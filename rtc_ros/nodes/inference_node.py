@@ -14,31 +14,42 @@ Periodic work runs on the steady clock, so ``use_sim_time`` without a /clock can
 once and drops every chunk, the executing one and any being computed; false resumes from the
 measured joint state with a fresh chunk, made from the first observation stamped after it.
 """
+
 from __future__ import annotations
 
 import enum
 import os
 import sys
 
-import rclpy.parameter
 import numpy as np
+import rclpy.parameter
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 
 from rtc_ros.core.methods import ChunkGenerator
 from rtc_ros.core.scheduler import Chunk, InferencePlanner
 from rtc_ros.msg import ActionChunk, RtcStatus
 from rtc_ros.nodes import parameters
 from rtc_ros.nodes.controller_links import (
-    CHUNK_QOS, QOS_OVERRIDES, ProcessControllerLink, ThreadControllerLink, TopicControllerLink,
+    CHUNK_QOS,
+    QOS_OVERRIDES,
+    ProcessControllerLink,
+    ThreadControllerLink,
+    TopicControllerLink,
 )
-from rtc_ros.nodes.diagnostics import ERROR, OK, Health, HealthMonitor, diagnostic_array, status_message
+from rtc_ros.nodes.diagnostics import (
+    ERROR,
+    OK,
+    Health,
+    HealthMonitor,
+    diagnostic_array,
+    status_message,
+)
 from rtc_ros.nodes.messages import ObservationError, chunk_to_message, image_message_to_array
 from rtc_ros.nodes.parameters import ControllerPlacement, RtcParameters
 from rtc_ros.nodes.runner import STEADY, run
@@ -64,8 +75,13 @@ class Phase(enum.Enum):
 
 
 class InferenceNode(Node):
-    def __init__(self, node_name: str = "rtc", placement: ControllerPlacement | None = None,
-                 ros_args: list[str] | None = None, **node_kwargs) -> None:
+    def __init__(
+        self,
+        node_name: str = "rtc",
+        placement: ControllerPlacement | None = None,
+        ros_args: list[str] | None = None,
+        **node_kwargs,
+    ) -> None:
         super().__init__(node_name, **node_kwargs)
         self.params: RtcParameters = parameters.declare(self)
         p = self.params
@@ -78,16 +94,27 @@ class InferenceNode(Node):
         self.loaded.check_robot(robot)
         self.policy = self.loaded.policy
         if self.policy.prediction_horizon != p.prediction_horizon:
-            raise PolicyLoadError(f"policy {self.loaded.label} makes chunks of {self.policy.prediction_horizon} "
-                                  f"actions but prediction_horizon={p.prediction_horizon}")
+            raise PolicyLoadError(
+                f"policy {self.loaded.label} makes chunks of {self.policy.prediction_horizon} "
+                f"actions but prediction_horizon={p.prediction_horizon}"
+            )
         self.loaded.set_task(p.task)
         self.get_logger().info(f"policy: {self.loaded.label}")
         if not self.loaded.interface.trained:
-            self.get_logger().warning(f"policy {self.loaded.kind.value} has random weights: the robot will move "
-                                      "but not solve a task")
+            self.get_logger().warning(
+                f"policy {self.loaded.kind.value} has random weights: the robot will move "
+                "but not solve a task"
+            )
         self.image_shape = (3, p.image_height, p.image_width)
-        self.assembler = ObservationAssembler(ObservationSpec(
-            p.joint_names, p.camera_names, self.image_shape, p.max_observation_age_s, p.max_clock_skew_s))
+        self.assembler = ObservationAssembler(
+            ObservationSpec(
+                p.joint_names,
+                p.camera_names,
+                self.image_shape,
+                p.max_observation_age_s,
+                p.max_clock_skew_s,
+            )
+        )
         self._waiting_reason = "no observation yet"
         self.failure: str | None = None
         """Why the node must stop (its control loop died); :func:`run` then exits non-zero."""
@@ -96,11 +123,21 @@ class InferenceNode(Node):
         self._hold_announced = False
         self._mode_request = 0
 
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data,
-                                 qos_overriding_options=QOS_OVERRIDES)
+        self.create_subscription(
+            JointState,
+            "joint_states",
+            self._on_joint_state,
+            qos_profile_sensor_data,
+            qos_overriding_options=QOS_OVERRIDES,
+        )
         for camera in p.camera_names:
-            self.create_subscription(Image, f"{camera}/image_raw", lambda m, c=camera: self._on_image(c, m),
-                                     qos_profile_sensor_data, qos_overriding_options=QOS_OVERRIDES)
+            self.create_subscription(
+                Image,
+                f"{camera}/image_raw",
+                lambda m, c=camera: self._on_image(c, m),
+                qos_profile_sensor_data,
+                qos_overriding_options=QOS_OVERRIDES,
+            )
         self.create_subscription(String, "~/task", self._on_task, 10)
         self._chunk_publisher = self.create_publisher(ActionChunk, "~/chunks", CHUNK_QOS)
         self._status_publisher = self.create_publisher(RtcStatus, "~/status", 10)
@@ -114,14 +151,22 @@ class InferenceNode(Node):
         else:
             self.link = TopicControllerLink(self, p)
         self.worker = InferenceWorker(
-            InferencePlanner(p.prediction_horizon, p.min_execution_horizon, p.delay_window, p.initial_inference_delay,
-                             on_delay_clamped=self._on_delay_clamped),
+            InferencePlanner(
+                p.prediction_horizon,
+                p.min_execution_horizon,
+                p.delay_window,
+                p.initial_inference_delay,
+                on_delay_clamped=self._on_delay_clamped,
+            ),
             # On CUDA: preallocated buffers and one CUDA graph per mode for the denoising loop.
             ChunkGenerator(self.policy, p.chunking_config()),
-            self._observation_for_inference, self.link.controller_state, self.link.publish_chunk,
+            self._observation_for_inference,
+            self.link.controller_state,
+            self.link.publish_chunk,
             on_chunk=self._on_chunk,
             emulated_latency_s=p.emulated_latency_ms / 1e3,
-            action_limits=(np.asarray(p.position_lower), np.asarray(p.position_upper)))
+            action_limits=(np.asarray(p.position_lower), np.asarray(p.position_upper)),
+        )
         self.health = HealthMonitor(p.prediction_horizon, p.period_s, p.device)
         self._controller_failure: str | None = None
         self.observation_ages_ms = RollingStats(window=1000)
@@ -132,8 +177,9 @@ class InferenceNode(Node):
         emulated = f", inference padded to {p.emulated_latency_ms:.0f} ms (emulated latency)"
         self.get_logger().info(
             f"{p.method.value} ({p.guidance.value}) on {p.device}: H={p.prediction_horizon}, "
-            f"s_min={p.min_execution_horizon}, n={p.num_steps}, beta={p.beta}, controller={self.placement.value}"
-            + (emulated if p.emulated_latency_ms else ""))
+            f"s_min={p.min_execution_horizon}, n={p.num_steps}, beta={p.beta}, "
+            f"controller={self.placement.value}" + (emulated if p.emulated_latency_ms else "")
+        )
 
     # -- callbacks ---------------------------------------------------------------------
     def _now_s(self) -> float:
@@ -141,7 +187,9 @@ class InferenceNode(Node):
 
     def _on_joint_state(self, message: JointState) -> None:
         try:
-            self.assembler.add_joint_state(message.name, message.position, _stamp_s(message.header), self._now_s())
+            self.assembler.add_joint_state(
+                message.name, message.position, _stamp_s(message.header), self._now_s()
+            )
         except ObservationError as error:
             self.get_logger().warning(f"rejected joint state: {error}", throttle_duration_sec=5.0)
 
@@ -161,7 +209,9 @@ class InferenceNode(Node):
         observation, reason = self.assembler.assemble(self._now_s())
         self._waiting_reason = reason
         if observation is None:
-            self.get_logger().warning(f"waiting for a usable observation: {reason}", throttle_duration_sec=5.0)
+            self.get_logger().warning(
+                f"waiting for a usable observation: {reason}", throttle_duration_sec=5.0
+            )
         return observation
 
     def _observation_for_inference(self):
@@ -172,12 +222,15 @@ class InferenceNode(Node):
 
     def _start_when_observed(self) -> None:
         """Start (or resume) the controller from the measured joint positions, so that its first
-        step is rate limited; announce a hold as soon as the controller has taken it."""
+        step is rate limited; announce a hold as soon as the controller has taken it.
+        """
         if self.phase is Phase.HOLDING and not self._hold_announced:
             state = self.link.controller_state()
             if state is not None and state.holding:
                 self._hold_announced = True
-                self._publish_status(self.get_clock().now(), self.worker.report(), self.link.report())
+                self._publish_status(
+                    self.get_clock().now(), self.worker.report(), self.link.report()
+                )
             return
         if self.phase not in (Phase.STARTING, Phase.RESUMING) or self._hold_requested:
             return
@@ -185,13 +238,20 @@ class InferenceNode(Node):
         if observation is None:
             return
         if self.phase is Phase.STARTING:
-            self.get_logger().info(f"warm-up inference took {self.worker.warm_up(observation) * 1e3:.0f} ms")
+            self.get_logger().info(
+                f"warm-up inference took {self.worker.warm_up(observation) * 1e3:.0f} ms"
+            )
             self.link.start(self.assembler.joint_positions())
             self.worker.start()
         else:
             self._mode_request += 1
-            self.link.set_mode(ControlMode(self._mode_request, holding=False,
-                                           start_positions=tuple(self.assembler.joint_positions())))
+            self.link.set_mode(
+                ControlMode(
+                    self._mode_request,
+                    holding=False,
+                    start_positions=tuple(self.assembler.joint_positions()),
+                )
+            )
             self.get_logger().info("resumed: a fresh chunk from the new observation")
         self.phase = Phase.RUNNING
 
@@ -209,11 +269,14 @@ class InferenceNode(Node):
 
     def _on_chunk(self, chunk: Chunk) -> None:
         p = self.params
-        self._chunk_publisher.publish(chunk_to_message(chunk, p.joint_names, self.get_clock().now(),
-                                                       p.method, p.guidance))
+        self._chunk_publisher.publish(
+            chunk_to_message(chunk, p.joint_names, self.get_clock().now(), p.method, p.guidance)
+        )
 
     def _watch_controller(self) -> None:
-        """A control loop that died is reported at once; if it was this node's own, the node stops."""
+        """A control loop that died is reported at once; if it was this node's own, the node
+        stops.
+        """
         failure = self.link.failure()
         if failure == self._controller_failure:
             return
@@ -234,36 +297,63 @@ class InferenceNode(Node):
 
     def _on_delay_clamped(self, delay: int, limit: int) -> None:
         self.get_logger().warning(
-            f"inference delay {delay} ticks exceeds H - s = {limit}: lower min_execution_horizon or speed up "
-            "inference", throttle_duration_sec=5.0)
+            f"inference delay {delay} ticks exceeds H - s = {limit}: lower min_execution_horizon "
+            "or speed up "
+            "inference",
+            throttle_duration_sec=5.0,
+        )
 
     def _publish_health(self) -> None:
         now = self.get_clock().now()
         inference, controller = self.worker.report(), self.link.report()
         healths = {"inference delay": self.health.inference(inference)}
         if self._controller_failure is not None:
-            healths["controller"] = Health(ERROR, f"controller lost: {self._controller_failure}",
-                                           self.health.controller(controller).values)
+            healths["controller"] = Health(
+                ERROR,
+                f"controller lost: {self._controller_failure}",
+                self.health.controller(controller).values,
+            )
         elif self.placement is not ControllerPlacement.TOPIC:
             healths["controller"] = self.health.controller(controller)
             healths["controller"].values["phase"] = self.phase.value
             if self.phase in (Phase.HOLDING, Phase.RESUMING):
-                healths["controller"] = Health(OK, f"{self.phase.value}: told to hold, nothing commanded",
-                                               healths["controller"].values)
+                healths["controller"] = Health(
+                    OK,
+                    f"{self.phase.value}: told to hold, nothing commanded",
+                    healths["controller"].values,
+                )
         healths["observations"] = self.health.observations(
-            self.assembler.rejected, self.assembler.last_rejection,
-            inference.waiting_for_observation or self.phase is Phase.STARTING, self._waiting_reason)
-        healths["observations"].values.update({
-            "observation_age_p50_ms": f"{self.observation_ages_ms.percentile(50):.1f}",
-            "observation_age_max_ms": f"{self.observation_ages_ms.max():.1f}"})
-        self._diagnostics_publisher.publish(diagnostic_array(now, self.get_fully_qualified_name(),
-                                                             self.params.hardware_id, healths))
+            self.assembler.rejected,
+            self.assembler.last_rejection,
+            inference.waiting_for_observation or self.phase is Phase.STARTING,
+            self._waiting_reason,
+        )
+        healths["observations"].values.update(
+            {
+                "observation_age_p50_ms": f"{self.observation_ages_ms.percentile(50):.1f}",
+                "observation_age_max_ms": f"{self.observation_ages_ms.max():.1f}",
+            }
+        )
+        self._diagnostics_publisher.publish(
+            diagnostic_array(
+                now, self.get_fully_qualified_name(), self.params.hardware_id, healths
+            )
+        )
         self._publish_status(now, inference, controller)
 
     def _publish_status(self, now, inference, controller) -> None:
         holding = self.phase is Phase.HOLDING and self._hold_announced
-        self._status_publisher.publish(status_message(now, inference, controller, self.assembler.rejected,
-                                                      self.params.device, self.params.method.value, holding))
+        self._status_publisher.publish(
+            status_message(
+                now,
+                inference,
+                controller,
+                self.assembler.rejected,
+                self.params.device,
+                self.params.method.value,
+                holding,
+            )
+        )
 
     def _apply_parameters(self, params: RtcParameters) -> None:
         """The one place where accepted run-time changes reach the runtime.
@@ -278,7 +368,9 @@ class InferenceNode(Node):
         self.loaded.set_task(params.task)  # read once per chunk, at the next encode
 
     def _on_task(self, message: String) -> None:
-        """The topic sets the ``task`` parameter, so ``ros2 param get`` shows what the policy is told."""
+        """The topic sets the ``task`` parameter, so ``ros2 param get`` shows what the policy is
+        told.
+        """
         result = self.set_parameters([rclpy.parameter.Parameter("task", value=message.data)])[0]
         if result.successful:
             self.get_logger().info(f"task: {message.data!r}")
@@ -291,8 +383,12 @@ class InferenceNode(Node):
 
 def main(args=None) -> None:
     """Inference only; the controller is a separate ``controller_node`` reached over topics."""
-    run(lambda: InferenceNode("rtc_inference", placement=ControllerPlacement.TOPIC), args,
-        usage="inference_node: RTC inference; chunks to a controller_node on the chunks topic.\n" + __doc__)
+    run(
+        lambda: InferenceNode("rtc_inference", placement=ControllerPlacement.TOPIC),
+        args,
+        usage="inference_node: RTC inference; chunks to a controller_node on the chunks topic.\n"
+        + __doc__,
+    )
 
 
 if __name__ == "__main__":

@@ -8,14 +8,21 @@ those whose descriptor is not read-only (:func:`tunable_names`); :func:`on_chang
 run-time change as a whole new snapshot with the same code, refuses it when it breaks a rule,
 and hands an accepted snapshot to the node, which passes it on to the runtime.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import enum
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -27,7 +34,8 @@ from rtc_ros.runtime.realtime import RealtimeSettings
 
 class CommandFormat(enum.Enum):
     JOINT_TRAJECTORY = "joint_trajectory"
-    """trajectory_msgs/JointTrajectory with one point (ros2_control joint_trajectory_controller)."""
+    """trajectory_msgs/JointTrajectory with one point (ros2_control
+    joint_trajectory_controller)."""
     FLOAT64_MULTI_ARRAY = "float64_multi_array"
     """std_msgs/Float64MultiArray in joint_names order (forward_command_controller)."""
     JOINT_STATE = "joint_state"
@@ -84,12 +92,16 @@ class RtcParameters:
 
     def __post_init__(self) -> None:
         if not self.min_execution_horizon < self.prediction_horizon:
-            raise ValueError(f"min_execution_horizon (s_min) must be < prediction_horizon (H) = "
-                             f"{self.prediction_horizon}, got {self.min_execution_horizon}")
+            raise ValueError(
+                f"min_execution_horizon (s_min) must be < prediction_horizon (H) = "
+                f"{self.prediction_horizon}, got {self.min_execution_horizon}"
+            )
         if self.initial_inference_delay > self.prediction_horizon - self.min_execution_horizon:
-            raise ValueError(f"initial_inference_delay must be <= H - s_min = "
-                             f"{self.prediction_horizon - self.min_execution_horizon}, "
-                             f"got {self.initial_inference_delay}")
+            raise ValueError(
+                f"initial_inference_delay must be <= H - s_min = "
+                f"{self.prediction_horizon - self.min_execution_horizon}, "
+                f"got {self.initial_inference_delay}"
+            )
         check_device(self.device)
         self.joint_limits()  # per-joint lengths and orderings
         self.chunking_config()  # n, beta
@@ -101,12 +113,19 @@ class RtcParameters:
 
     def chunking_config(self) -> ChunkingConfig:
         """The method and its settings; sampled with CUDA graphs on a CUDA device."""
-        return ChunkingConfig(method=self.method, num_steps=self.num_steps, beta=self.beta,
-                              guidance=self.guidance, compiled=self.device.startswith("cuda"))
+        return ChunkingConfig(
+            method=self.method,
+            num_steps=self.num_steps,
+            beta=self.beta,
+            guidance=self.guidance,
+            compiled=self.device.startswith("cuda"),
+        )
 
     def inference_settings(self) -> InferenceSettings:
         """What the inference worker takes between chunks."""
-        return InferenceSettings(self.chunking_config(), self.min_execution_horizon, self.emulated_latency_ms / 1e3)
+        return InferenceSettings(
+            self.chunking_config(), self.min_execution_horizon, self.emulated_latency_ms / 1e3
+        )
 
     def executor_spec(self) -> ExecutorSpec:
         """How the controller executes chunks of this method."""
@@ -121,10 +140,16 @@ class RtcParameters:
         return JointLimits(self.joint_names, self.position_lower, self.position_upper, max_step)
 
     @classmethod
-    def from_values(cls, values: dict[str, Any]) -> "RtcParameters":
+    def from_values(cls, values: dict[str, Any]) -> RtcParameters:
         """Build from raw parameter values (as rclpy holds them), converting enums and lists."""
         v = dict(values)
-        for name in ("joint_names", "position_lower", "position_upper", "max_velocity", "camera_names"):
+        for name in (
+            "joint_names",
+            "position_lower",
+            "position_upper",
+            "max_velocity",
+            "camera_names",
+        ):
             v[name] = tuple(v[name])
         v["cpu_affinity"] = tuple(v["cpu_affinity"] or ())  # None: declared without a value
         v["command_format"] = parse_enum(CommandFormat, v["command_format"], "command_format")
@@ -134,84 +159,226 @@ class RtcParameters:
         return cls(**v)
 
 
-def _describe(description: str, read_only: bool = False, integer_range: tuple[int, int] | None = None,
-              float_range: tuple[float, float] | None = None) -> ParameterDescriptor:
+def _describe(
+    description: str,
+    read_only: bool = False,
+    integer_range: tuple[int, int] | None = None,
+    float_range: tuple[float, float] | None = None,
+) -> ParameterDescriptor:
     descriptor = ParameterDescriptor(description=description, read_only=read_only)
     if integer_range is not None:
-        descriptor.integer_range = [IntegerRange(from_value=integer_range[0], to_value=integer_range[1], step=1)]
+        descriptor.integer_range = [
+            IntegerRange(from_value=integer_range[0], to_value=integer_range[1], step=1)
+        ]
     if float_range is not None:
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float_range[0], to_value=float_range[1])]
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=float_range[0], to_value=float_range[1])
+        ]
     return descriptor
 
 
-_DEFAULT_JOINTS = [f"{arm}_{joint}" for arm in ("left", "right") for joint in
-                   ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")]
+_DEFAULT_JOINTS = [
+    f"{arm}_{joint}"
+    for arm in ("left", "right")
+    for joint in (
+        "waist",
+        "shoulder",
+        "elbow",
+        "forearm_roll",
+        "wrist_angle",
+        "wrist_rotate",
+        "gripper",
+    )
+]
 
 # name: (default, descriptor). Defaults are the paper's real-robot values at 50 Hz.
 DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
-    "joint_names": (_DEFAULT_JOINTS, _describe(
-        "Joints commanded, in the order of the policy's action vector", read_only=True)),
-    "position_lower": ([-3.14] * 14, _describe("Lower position limit per joint (rad or m)", read_only=True)),
-    "position_upper": ([3.14] * 14, _describe("Upper position limit per joint (rad or m)", read_only=True)),
-    "max_velocity": ([3.14] * 14, _describe(
-        "Largest commanded velocity per joint (rad/s or m/s); bounds the command step per tick", read_only=True)),
-    "control_rate_hz": (50.0, _describe("Controller rate (Hz); the policy's action rate", read_only=True,
-                                        float_range=(1.0, 1000.0))),
-    "command_format": ("joint_trajectory", _describe(
-        "Command message: joint_trajectory, float64_multi_array or joint_state", read_only=True)),
-    "prediction_horizon": (50, _describe("H: actions per chunk (must match the policy)", read_only=True,
-                                         integer_range=(2, 1000))),
-    "min_execution_horizon": (25, _describe("s_min: actions executed before the next inference starts",
-                                            integer_range=(1, 999))),
-    "delay_window": (10, _describe("b: observed delays kept; d is their maximum", read_only=True,
-                                   integer_range=(1, 1000))),
+    "joint_names": (
+        _DEFAULT_JOINTS,
+        _describe("Joints commanded, in the order of the policy's action vector", read_only=True),
+    ),
+    "position_lower": (
+        [-3.14] * 14,
+        _describe("Lower position limit per joint (rad or m)", read_only=True),
+    ),
+    "position_upper": (
+        [3.14] * 14,
+        _describe("Upper position limit per joint (rad or m)", read_only=True),
+    ),
+    "max_velocity": (
+        [3.14] * 14,
+        _describe(
+            "Largest commanded velocity per joint (rad/s or m/s); bounds the command step per "
+            "tick",
+            read_only=True,
+        ),
+    ),
+    "control_rate_hz": (
+        50.0,
+        _describe(
+            "Controller rate (Hz); the policy's action rate",
+            read_only=True,
+            float_range=(1.0, 1000.0),
+        ),
+    ),
+    "command_format": (
+        "joint_trajectory",
+        _describe(
+            "Command message: joint_trajectory, float64_multi_array or joint_state", read_only=True
+        ),
+    ),
+    "prediction_horizon": (
+        50,
+        _describe(
+            "H: actions per chunk (must match the policy)", read_only=True, integer_range=(2, 1000)
+        ),
+    ),
+    "min_execution_horizon": (
+        25,
+        _describe(
+            "s_min: actions executed before the next inference starts", integer_range=(1, 999)
+        ),
+    ),
+    "delay_window": (
+        10,
+        _describe(
+            "b: observed delays kept; d is their maximum", read_only=True, integer_range=(1, 1000)
+        ),
+    ),
     # Read-only: it only matters until the first chunk's delay is observed, right after start.
-    "initial_inference_delay": (0, _describe("d assumed until the first delay is observed (ticks)",
-                                             read_only=True, integer_range=(0, 999))),
+    "initial_inference_delay": (
+        0,
+        _describe(
+            "d assumed until the first delay is observed (ticks)",
+            read_only=True,
+            integer_range=(0, 999),
+        ),
+    ),
     "num_steps": (5, _describe("n: denoising steps per chunk", integer_range=(1, 100))),
     "beta": (5.0, _describe("Guidance-weight clip (> 0)", float_range=(1e-3, 100.0))),
-    "guidance": ("stop_gradient", _describe(
-        "Guidance gradient: stop_gradient (no backward pass; the default, see README) or vjp (exact)")),
-    "method": ("rtc_soft", _describe(
-        "rtc_soft, rtc_hard, naive_async, bid, temporal_ensembling or sync", read_only=True)),
+    "guidance": (
+        "stop_gradient",
+        _describe(
+            "Guidance gradient: stop_gradient (no backward pass; the default, see README) or vjp "
+            "(exact)"
+        ),
+    ),
+    "method": (
+        "rtc_soft",
+        _describe(
+            "rtc_soft, rtc_hard, naive_async, bid, temporal_ensembling or sync", read_only=True
+        ),
+    ),
     "device": ("cpu", _describe("torch device for inference: cpu, cuda, cuda:N", read_only=True)),
-    "cpu_threads": (0, _describe(
-        "torch threads for CPU inference; 0: all cores but one, which stays free for the control loop",
-        read_only=True, integer_range=(0, 1024))),
-    "policy": ("", _describe(
-        "Policy: a LeRobot save_pretrained folder (smolvla, pi0, pi05), a .pt checkpoint of this package, "
-        "or a name (builtin-pi0, builtin-pi0-tiny: random weights); empty: the demo's shipped policy",
-        read_only=True)),
-    "policy_type": ("", _describe(
-        "Overrides the policy kind detected from the path: reference, builtin-pi0, smolvla, pi0, pi05",
-        read_only=True)),
-    "task": ("", _describe("Language instruction for VLA policies; also settable on the ~/task topic")),
-    "camera_names": (["top"], _describe(
-        "Cameras the policy sees; each subscribes to <name>/image_raw (remap in launch)", read_only=True)),
-    "image_height": (96, _describe("Image height the policy expects (px)", read_only=True, integer_range=(1, 4096))),
-    "image_width": (96, _describe("Image width the policy expects (px)", read_only=True, integer_range=(1, 4096))),
-    "max_observation_age_s": (0.5, _describe(
-        "Observations older than this are rejected as stale (s)", float_range=(0.001, 60.0))),
-    "max_clock_skew_s": (0.1, _describe(
-        "Joint states and images stamped further than this ahead of the node's clock are rejected (s)",
-        float_range=(0.0, 10.0))),
-    "emulated_latency_ms": (0.0, _describe(
-        "Pad every inference to at least this wall time (ms), so that a fast machine runs at a VLA's delay; "
-        "0: off", read_only=True, float_range=(0.0, 10000.0))),
-    "controller": ("process", _describe(
-        "Where the control loop runs: process (own process, shared memory), thread, or topic (separate node)",
-        read_only=True)),
-    "hardware_id": ("rtc_robot", _describe("hardware_id reported in /diagnostics", read_only=True)),
+    "cpu_threads": (
+        0,
+        _describe(
+            "torch threads for CPU inference; 0: all cores but one, which stays free for the "
+            "control loop",
+            read_only=True,
+            integer_range=(0, 1024),
+        ),
+    ),
+    "policy": (
+        "",
+        _describe(
+            "Policy: a LeRobot save_pretrained folder (smolvla, pi0, pi05), a .pt checkpoint of "
+            "this package, "
+            "or a name (builtin-pi0, builtin-pi0-tiny: random weights); empty: the demo's shipped "
+            "policy",
+            read_only=True,
+        ),
+    ),
+    "policy_type": (
+        "",
+        _describe(
+            "Overrides the policy kind detected from the path: reference, builtin-pi0, smolvla, "
+            "pi0, pi05",
+            read_only=True,
+        ),
+    ),
+    "task": (
+        "",
+        _describe("Language instruction for VLA policies; also settable on the ~/task topic"),
+    ),
+    "camera_names": (
+        ["top"],
+        _describe(
+            "Cameras the policy sees; each subscribes to <name>/image_raw (remap in launch)",
+            read_only=True,
+        ),
+    ),
+    "image_height": (
+        96,
+        _describe("Image height the policy expects (px)", read_only=True, integer_range=(1, 4096)),
+    ),
+    "image_width": (
+        96,
+        _describe("Image width the policy expects (px)", read_only=True, integer_range=(1, 4096)),
+    ),
+    "max_observation_age_s": (
+        0.5,
+        _describe(
+            "Observations older than this are rejected as stale (s)", float_range=(0.001, 60.0)
+        ),
+    ),
+    "max_clock_skew_s": (
+        0.1,
+        _describe(
+            "Joint states and images stamped further than this ahead of the node's clock are "
+            "rejected (s)",
+            float_range=(0.0, 10.0),
+        ),
+    ),
+    "emulated_latency_ms": (
+        0.0,
+        _describe(
+            "Pad every inference to at least this wall time (ms), so that a fast machine runs at "
+            "a VLA's delay; "
+            "0: off",
+            read_only=True,
+            float_range=(0.0, 10000.0),
+        ),
+    ),
+    "controller": (
+        "process",
+        _describe(
+            "Where the control loop runs: process (own process, shared memory), thread, or topic "
+            "(separate node)",
+            read_only=True,
+        ),
+    ),
+    "hardware_id": (
+        "rtc_robot",
+        _describe("hardware_id reported in /diagnostics", read_only=True),
+    ),
     # The control loop's real-time settings, named and defaulted as ros2_control_node's.
-    "thread_priority": (50, _describe(
-        "SCHED_FIFO priority of the control loop's thread (1-99); 0: normal scheduling. Without the "
-        "permission (README: Real-time permissions) one warning is logged and the loop runs as before",
-        read_only=True, integer_range=(0, 99))),
-    "cpu_affinity": (Parameter.Type.INTEGER_ARRAY, _describe(
-        "CPUs the control loop's thread may run on, e.g. [1]; unset: any", read_only=True)),
-    "lock_memory": (True, _describe(
-        "Lock the controller process's memory (mlockall) so that no tick waits for a page fault; "
-        "not with controller: thread, whose process is the inference node's", read_only=True)),
+    "thread_priority": (
+        50,
+        _describe(
+            "SCHED_FIFO priority of the control loop's thread (1-99); 0: normal scheduling. "
+            "Without the "
+            "permission (README: Real-time permissions) one warning is logged and the loop runs "
+            "as before",
+            read_only=True,
+            integer_range=(0, 99),
+        ),
+    ),
+    "cpu_affinity": (
+        Parameter.Type.INTEGER_ARRAY,
+        _describe(
+            "CPUs the control loop's thread may run on, e.g. [1]; unset: any", read_only=True
+        ),
+    ),
+    "lock_memory": (
+        True,
+        _describe(
+            "Lock the controller process's memory (mlockall) so that no tick waits for a page "
+            "fault; "
+            "not with controller: thread, whose process is the inference node's",
+            read_only=True,
+        ),
+    ),
 }
 
 
@@ -227,9 +394,15 @@ def widen_integers(requested: list[Parameter]) -> list[Parameter]:
         value = parameter.value
         if isinstance(default, float) and parameter.type_ is Parameter.Type.INTEGER:
             parameter = Parameter(parameter.name, Parameter.Type.DOUBLE, float(value))
-        elif (isinstance(default, list) and default and isinstance(default[0], float)
-              and parameter.type_ is Parameter.Type.INTEGER_ARRAY):
-            parameter = Parameter(parameter.name, Parameter.Type.DOUBLE_ARRAY, [float(v) for v in value])
+        elif (
+            isinstance(default, list)
+            and default
+            and isinstance(default[0], float)
+            and parameter.type_ is Parameter.Type.INTEGER_ARRAY
+        ):
+            parameter = Parameter(
+                parameter.name, Parameter.Type.DOUBLE_ARRAY, [float(v) for v in value]
+            )
         widened.append(parameter)
     return widened
 
@@ -255,10 +428,14 @@ def with_changes(current: RtcParameters, changes: dict[str, Any]) -> RtcParamete
 
 def tunable_names() -> tuple[str, ...]:
     """The parameters that may change while running: those not declared read-only."""
-    return tuple(name for name, (_, descriptor) in DECLARATIONS.items() if not descriptor.read_only)
+    return tuple(
+        name for name, (_, descriptor) in DECLARATIONS.items() if not descriptor.read_only
+    )
 
 
-def on_change(node: Node, current: Callable[[], RtcParameters], apply: Callable[[RtcParameters], None]) -> None:
+def on_change(
+    node: Node, current: Callable[[], RtcParameters], apply: Callable[[RtcParameters], None]
+) -> None:
     """Check run-time changes as a whole snapshot; hand each accepted snapshot to ``apply``.
 
     rclpy has refused read-only parameters and values out of range already; a change that
@@ -267,7 +444,9 @@ def on_change(node: Node, current: Callable[[], RtcParameters], apply: Callable[
     """
 
     def changed(parameters: list[Parameter]) -> RtcParameters:
-        return with_changes(current(), {p.name: p.value for p in parameters if p.name in DECLARATIONS})
+        return with_changes(
+            current(), {p.name: p.value for p in parameters if p.name in DECLARATIONS}
+        )
 
     def check(parameters: list[Parameter]) -> SetParametersResult:
         try:

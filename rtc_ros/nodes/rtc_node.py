@@ -3,12 +3,12 @@
 ``controller`` (parameter) chooses where the 50 Hz loop runs: ``process`` (default: its own
 process, chunks through shared memory, no GIL contention with torch) or ``thread``.
 """
+
 from __future__ import annotations
 
 import sys
 
 from rtc_ros.nodes.inference_node import InferenceNode
-
 from rtc_ros.nodes.parameters import ControllerPlacement
 from rtc_ros.nodes.runner import ros_arguments, run
 

@@ -7,12 +7,13 @@ Exit status: 0 after Ctrl-C; 2 when the node cannot be configured (a bad paramet
 file: one line naming it, no traceback); 1 when it fails while running (its ``failure``
 attribute says why), so that launch can shut the system down or respawn the node.
 """
+
 from __future__ import annotations
 
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import rclpy
 import rclpy.logging
@@ -30,22 +31,28 @@ def ros_arguments(argv: list[str]) -> list[str]:
     """The arguments after --ros-args (up to a lone --), to hand on to a child process."""
     if "--ros-args" not in argv:
         return []
-    tail = argv[argv.index("--ros-args") + 1:]
-    return tail[:tail.index("--")] if "--" in tail else tail
+    tail = argv[argv.index("--ros-args") + 1 :]
+    return tail[: tail.index("--")] if "--" in tail else tail
 
 
 def print_usage_if_asked(argv: list[str], usage: str) -> bool:
-    """``--help`` or ``-h`` before any ``--ros-args``: print ``usage`` and the ROS arguments' forms."""
-    own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    """``--help`` or ``-h`` before any ``--ros-args``: print ``usage`` and the ROS arguments'
+    forms.
+    """
+    own = argv[1 : argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
     if not {"-h", "--help"} & set(own):
         return False
-    print(f"{usage.strip()}\n\nROS arguments: --ros-args [-p name:=value] [--params-file FILE] "
-          "[-r from:=to] [--log-level LEVEL]\nParameters: see config/bimanual.yaml.")
+    print(
+        f"{usage.strip()}\n\nROS arguments: --ros-args [-p name:=value] [--params-file FILE] "
+        "[-r from:=to] [--log-level LEVEL]\nParameters: see config/bimanual.yaml."
+    )
     return True
 
 
 def run(node_factory: Callable[[], Node], args: list[str] | None = None, usage: str = "") -> None:
-    """The ``main`` of every node: init, spin until Ctrl-C, stop the runtime, destroy the node, shut down."""
+    """The ``main`` of every node: init, spin until Ctrl-C, stop the runtime, destroy the node,
+    shut down.
+    """
     if print_usage_if_asked(list(sys.argv if args is None else args), usage):
         return
     # rclpy's SIGINT handler would shut the context down at once, under the inference worker, the
@@ -55,7 +62,9 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None, usage: 
     # the loop ends no callback is still running (the runtime's threads do the real-time work).
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.SIGTERM)
-    except RuntimeError as error:  # rcl's argument errors, e.g. a --params-file that does not exist
+    except (
+        RuntimeError
+    ) as error:  # rcl's argument errors, e.g. a --params-file that does not exist
         print(f"cannot start: {error}", file=sys.stderr)
         sys.exit(2)
     interrupted = threading.Event()

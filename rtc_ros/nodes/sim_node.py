@@ -10,10 +10,12 @@ simulator does, so that nodes running on simulated time have a clock.
 Episodes: the world of one starts with the first command after its reset
 (``start_episode_on_first_command``: the policy's first chunk is made before the world moves, as
 in the in-process evaluation) and ends at the time limit or, with ``end_episode_on_success``, at
-the first success (as the in-process evaluation counts them); ``~/episode`` carries every change. The next one
+the first success (as the in-process evaluation counts them); ``~/episode`` carries every change.
+The next one
 starts at once (``reset_on_episode_end``) or when a message arrives on ``~/reset``, as an
 evaluation harness that holds the controller during the reset wants it.
 """
+
 from __future__ import annotations
 
 import sys
@@ -39,21 +41,34 @@ from rtc_ros.sim.bimanual import BimanualSim
 from rtc_ros.sim.config import BimanualConfig
 
 _DECLARATIONS = {
-    "command_format": ("joint_trajectory", "Command message the robot accepts (as the controller's)"),
+    "command_format": (
+        "joint_trajectory",
+        "Command message the robot accepts (as the controller's)",
+    ),
     "joint_state_rate_hz": (100.0, "Rate of joint_states (Hz)"),
     "camera_rate_hz": (15.0, "Rate of camera images (Hz)"),
     "camera_name": ("top", "Camera; publishes <camera_name>/image_raw"),
     "physics_rate_hz": (250.0, "How often the simulator is advanced to wall time (Hz)"),
     "seed": (0, "Seed of the simulator's random streams"),
-    "reset_on_episode_end": (True, "Start a new episode (new cube positions) as soon as one ends; "
-                                   "false: when a message arrives on ~/reset"),
-    "end_episode_on_success": (True, "End an episode at the first success (both cubes held), not only at "
-                                     "the time limit"),
-    "start_episode_on_first_command": (True, "The world of an episode (its clock, time limit and moving cubes) "
-                                             "starts with the first command after the reset, as an evaluation "
-                                             "times a policy from when it takes control; false: at the reset"),
+    "reset_on_episode_end": (
+        True,
+        "Start a new episode (new cube positions) as soon as one ends; "
+        "false: when a message arrives on ~/reset",
+    ),
+    "end_episode_on_success": (
+        True,
+        "End an episode at the first success (both cubes held), not only at the time limit",
+    ),
+    "start_episode_on_first_command": (
+        True,
+        "The world of an episode (its clock, time limit and moving cubes) "
+        "starts with the first command after the reset, as an evaluation "
+        "times a policy from when it takes control; false: at the reset",
+    ),
 }
-EPISODE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+EPISODE_QOS = QoSProfile(
+    depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 """Every change of the episode reaches a harness, one that joins late included."""
 
 
@@ -61,10 +76,17 @@ class SimNode(Node):
     def __init__(self, node_name: str = "bimanual_sim", **node_kwargs) -> None:
         super().__init__(node_name, **node_kwargs)
         values = {
-            name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
-            for name, (default, text) in _DECLARATIONS.items()}
+            name: self.declare_parameter(
+                name, default, ParameterDescriptor(description=text, read_only=True)
+            ).value
+            for name, (default, text) in _DECLARATIONS.items()
+        }
         self.command_format = parse_enum(CommandFormat, values["command_format"], "command_format")
-        if not (values["joint_state_rate_hz"] > 0 and values["camera_rate_hz"] > 0 and values["physics_rate_hz"] > 0):
+        if not (
+            values["joint_state_rate_hz"] > 0
+            and values["camera_rate_hz"] > 0
+            and values["physics_rate_hz"] > 0
+        ):
             raise ValueError("joint_state_rate_hz, camera_rate_hz and physics_rate_hz must be > 0")
         self.sim = BimanualSim(BimanualConfig(), np.random.default_rng(values["seed"]))
         self._reset_on_end = values["reset_on_episode_end"]
@@ -78,17 +100,26 @@ class SimNode(Node):
         self.rejected_commands = 0
         self.episodes = 0
         self.successes = 0
-        self._joint_publisher = self.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
-        self._image_publisher = self.create_publisher(Image, f"{self._camera}/image_raw", qos_profile_sensor_data)
+        self._joint_publisher = self.create_publisher(
+            JointState, "joint_states", qos_profile_sensor_data
+        )
+        self._image_publisher = self.create_publisher(
+            Image, f"{self._camera}/image_raw", qos_profile_sensor_data
+        )
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._episode_publisher = self.create_publisher(Episode, "~/episode", EPISODE_QOS)
-        self.create_subscription(COMMAND_TYPES[self.command_format], "commands", self._on_command, COMMAND_QOS)
+        self.create_subscription(
+            COMMAND_TYPES[self.command_format], "commands", self._on_command, COMMAND_QOS
+        )
         self.create_subscription(Empty, "~/reset", self._on_reset, 10)
         self.create_timer(1.0 / values["joint_state_rate_hz"], self._publish_joint_state)
         self.create_timer(1.0 / values["camera_rate_hz"], self._publish_image)
         self.create_timer(1.0, self._publish_task)
-        self._clock_publisher = (self.create_publisher(Clock, "/clock", 10)
-                                 if self.get_parameter("use_sim_time").value else None)
+        self._clock_publisher = (
+            self.create_publisher(Clock, "/clock", 10)
+            if self.get_parameter("use_sim_time").value
+            else None
+        )
         self._sim_time_ns = 0
         self._physics_period_s = 1.0 / values["physics_rate_hz"]
         self._stop = threading.Event()
@@ -157,8 +188,14 @@ class SimNode(Node):
 
     def _episode_message(self, success: bool = False) -> Episode:
         """The episode as it is now; called with the lock held."""
-        return Episode(episode=self.episode, running=self._running, success=success, time_s=self.sim.time_s,
-                       episodes_completed=self.episodes, episodes_succeeded=self.successes)
+        return Episode(
+            episode=self.episode,
+            running=self._running,
+            success=success,
+            time_s=self.sim.time_s,
+            episodes_completed=self.episodes,
+            episodes_succeeded=self.successes,
+        )
 
     def _publish_episode(self, message: Episode) -> None:
         message.header.stamp = self.get_clock().now().to_msg()
@@ -167,14 +204,18 @@ class SimNode(Node):
     def _publish_joint_state(self) -> None:
         with self._lock:
             names, positions, velocities = self.sim.joint_state()
-        message = JointState(name=list(names), position=positions.tolist(), velocity=velocities.tolist())
+        message = JointState(
+            name=list(names), position=positions.tolist(), velocity=velocities.tolist()
+        )
         message.header.stamp = self.get_clock().now().to_msg()
         self._joint_publisher.publish(message)
 
     def _publish_image(self) -> None:
         with self._lock:
             pixels = self.sim.render()
-        self._image_publisher.publish(array_to_image_message(pixels, self.get_clock().now(), self._camera))
+        self._image_publisher.publish(
+            array_to_image_message(pixels, self.get_clock().now(), self._camera)
+        )
 
     def task_report(self) -> dict[str, str]:
         with self._lock:
@@ -191,10 +232,17 @@ class SimNode(Node):
         values = self.task_report()
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
-        array.status.append(DiagnosticStatus(
-            level=DiagnosticStatus.OK, name=f"{self.get_fully_qualified_name()}: task",
-            message="both cubes grasped" if values["success"] == "true" else "task in progress",
-            hardware_id="bimanual_sim", values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+        array.status.append(
+            DiagnosticStatus(
+                level=DiagnosticStatus.OK,
+                name=f"{self.get_fully_qualified_name()}: task",
+                message="both cubes grasped"
+                if values["success"] == "true"
+                else "task in progress",
+                hardware_id="bimanual_sim",
+                values=[KeyValue(key=k, value=v) for k, v in values.items()],
+            )
+        )
         self._diagnostics_publisher.publish(array)
 
     def shutdown(self) -> None:

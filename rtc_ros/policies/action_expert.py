@@ -17,12 +17,14 @@ masks the state token from the actions; the cost is the same), and the last pref
 attention output and MLP are skipped (the expert reads only that layer's keys and values).
 ``velocity`` is CUDA-graph safe: the flow time enters only as a Python float multiplier.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import pathlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,8 +49,10 @@ class TransformerShape:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
-                             f"({self.num_kv_heads})")
+            raise ValueError(
+                f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
+                f"({self.num_kv_heads})"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,19 +68,29 @@ class VisionShape:
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
-            raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size "
-                             f"({self.patch_size})")
+            raise ValueError(
+                f"image_size ({self.image_size}) must be a multiple of patch_size "
+                f"({self.patch_size})"
+            )
         if self.width % self.num_heads:
-            raise ValueError(f"width ({self.width}) must be a multiple of num_heads ({self.num_heads})")
+            raise ValueError(
+                f"width ({self.width}) must be a multiple of num_heads ({self.num_heads})"
+            )
 
     @property
     def tokens(self) -> int:
         return (self.image_size // self.patch_size) ** 2
 
 
-GEMMA_300M = TransformerShape(width=1024, depth=18, mlp_dim=4096, num_heads=8, num_kv_heads=1, head_dim=256)
-GEMMA_2B = TransformerShape(width=2048, depth=18, mlp_dim=16_384, num_heads=8, num_kv_heads=1, head_dim=256)
-SIGLIP_SO400M = VisionShape(width=1152, depth=27, mlp_dim=4304, num_heads=16, patch_size=14, image_size=224)
+GEMMA_300M = TransformerShape(
+    width=1024, depth=18, mlp_dim=4096, num_heads=8, num_kv_heads=1, head_dim=256
+)
+GEMMA_2B = TransformerShape(
+    width=2048, depth=18, mlp_dim=16_384, num_heads=8, num_kv_heads=1, head_dim=256
+)
+SIGLIP_SO400M = VisionShape(
+    width=1152, depth=27, mlp_dim=4304, num_heads=16, patch_size=14, image_size=224
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,21 +115,30 @@ class ActionExpertConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.language_tokens < 0:
             raise ValueError(f"language_tokens must be >= 0, got {self.language_tokens}")
-        shapes = (("expert", TransformerShape), ("prefix", TransformerShape), ("vision", VisionShape))
+        shapes = (
+            ("expert", TransformerShape),
+            ("prefix", TransformerShape),
+            ("vision", VisionShape),
+        )
         for name, shape_type in shapes:
             value = getattr(self, name)
             if isinstance(value, Mapping):
                 object.__setattr__(self, name, shape_type(**value))
         if self.expert.depth != self.prefix.depth:
-            raise ValueError(f"the expert attends to the prefix layer by layer: expert.depth "
-                             f"({self.expert.depth}) must equal prefix.depth ({self.prefix.depth})")
+            raise ValueError(
+                f"the expert attends to the prefix layer by layer: expert.depth "
+                f"({self.expert.depth}) must equal prefix.depth ({self.prefix.depth})"
+            )
         expert, prefix = self.expert, self.prefix
         if (expert.num_kv_heads, expert.head_dim) != (prefix.num_kv_heads, prefix.head_dim):
-            raise ValueError("expert and prefix must have the same num_kv_heads and head_dim "
-                             "(they share attention)")
+            raise ValueError(
+                "expert and prefix must have the same num_kv_heads and head_dim "
+                "(they share attention)"
+            )
         if self.expert.width % 2:
-            raise ValueError(f"expert.width must be even (sine-cosine time embedding), "
-                             f"got {self.expert.width}")
+            raise ValueError(
+                f"expert.width must be even (sine-cosine time embedding), got {self.expert.width}"
+            )
 
     @property
     def prefix_tokens(self) -> int:
@@ -123,19 +146,32 @@ class ActionExpertConfig:
 
 
 def pi0_config(action_dim: int = 32, prediction_horizon: int = 50) -> ActionExpertConfig:
-    """pi0's sizes: SigLIP So400m/14 at 224 px, Gemma 2B prefix, Gemma 300M expert (~2.7B parameters)."""
-    return ActionExpertConfig(prediction_horizon=prediction_horizon, action_dim=action_dim,
-                              state_dim=action_dim)
+    """pi0's sizes: SigLIP So400m/14 at 224 px, Gemma 2B prefix, Gemma 300M expert (~2.7B
+    parameters).
+    """
+    return ActionExpertConfig(
+        prediction_horizon=prediction_horizon, action_dim=action_dim, state_dim=action_dim
+    )
 
 
 def tiny_config(action_dim: int = 14, prediction_horizon: int = 50) -> ActionExpertConfig:
     """The same architecture at a size that runs in milliseconds on a CPU (tests, smoke runs)."""
     return ActionExpertConfig(
-        prediction_horizon=prediction_horizon, action_dim=action_dim, state_dim=action_dim,
-        expert=TransformerShape(width=32, depth=2, mlp_dim=64, num_heads=4, num_kv_heads=1, head_dim=8),
-        prefix=TransformerShape(width=48, depth=2, mlp_dim=96, num_heads=4, num_kv_heads=1, head_dim=8),
-        vision=VisionShape(width=32, depth=1, mlp_dim=64, num_heads=2, patch_size=8, image_size=16),
-        num_images=2, language_tokens=8, vocab_size=64,
+        prediction_horizon=prediction_horizon,
+        action_dim=action_dim,
+        state_dim=action_dim,
+        expert=TransformerShape(
+            width=32, depth=2, mlp_dim=64, num_heads=4, num_kv_heads=1, head_dim=8
+        ),
+        prefix=TransformerShape(
+            width=48, depth=2, mlp_dim=96, num_heads=4, num_kv_heads=1, head_dim=8
+        ),
+        vision=VisionShape(
+            width=32, depth=1, mlp_dim=64, num_heads=2, patch_size=8, image_size=16
+        ),
+        num_images=2,
+        language_tokens=8,
+        vocab_size=64,
     )
 
 
@@ -180,7 +216,9 @@ class _GemmaLayer(nn.Module):
         self.down_proj = nn.Linear(shape.mlp_dim, shape.width, bias=False)
 
     def qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        """Queries (B, S, heads, D) and keys, values (B, kv_heads, S, D), rotary embedding applied."""
+        """Queries (B, S, heads, D) and keys, values (B, kv_heads, S, D), rotary embedding
+        applied.
+        """
         batch, tokens, _ = x.shape
         h = self.input_norm(x)
         q = self.q_proj(h).view(batch, tokens, self.shape.num_heads, self.shape.head_dim)
@@ -190,7 +228,9 @@ class _GemmaLayer(nn.Module):
         k = _rotate(k, cos[:, None], sin[:, None])
         return q, k.transpose(1, 2), v.transpose(1, 2)
 
-    def finish(self, x: torch.Tensor, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):
+    def finish(
+        self, x: torch.Tensor, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    ):
         """Attention output, residual, MLP, residual."""
         x = x + self.o_proj(_attend(queries, keys, values))
         h = self.post_norm(x)
@@ -210,8 +250,14 @@ class _VisionLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, width = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch, tokens, width)
+        q, k, v = (
+            self.qkv(self.norm1(x))
+            .view(batch, tokens, 3, self.num_heads, -1)
+            .permute(2, 0, 3, 1, 4)
+        )
+        attended = (
+            F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch, tokens, width)
+        )
         x = x + self.out(attended)
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x)), approximate="tanh"))
 
@@ -250,14 +296,19 @@ def _attend(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> 
     batch, tokens, heads, dim = queries.shape
     kv_heads = keys.shape[1]
     group = heads // kv_heads
-    q = queries.view(batch, tokens, kv_heads, group, dim).permute(0, 2, 3, 1, 4).reshape(
-        batch, kv_heads, group * tokens, dim)
+    q = (
+        queries.view(batch, tokens, kv_heads, group, dim)
+        .permute(0, 2, 3, 1, 4)
+        .reshape(batch, kv_heads, group * tokens, dim)
+    )
     out = F.scaled_dot_product_attention(q, keys, values)
     out = out.view(batch, kv_heads, group, tokens, dim).permute(0, 3, 1, 2, 4)
     return out.reshape(batch, tokens, heads * dim)
 
 
-def _rope_tables(positions: int, head_dim: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
+def _rope_tables(
+    positions: int, head_dim: int, base: float = 10_000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     inverse = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
     angles = torch.arange(positions, dtype=torch.float64)[:, None] * inverse[None, :]
     angles = torch.cat([angles, angles], dim=-1)
@@ -267,22 +318,31 @@ def _rope_tables(positions: int, head_dim: int, base: float = 10_000.0) -> tuple
 class ActionExpertPolicy(nn.Module):
     """Implements :class:`~rtc_ros.core.policy.FlowPolicy` with pi0's shapes and random weights.
 
-    Observations: ``images`` (B, num_images, 3, S, S) float in [-1, 1], ``tokens`` (B, language_tokens)
+    Observations: ``images`` (B, num_images, 3, S, S) float in [-1, 1], ``tokens`` (B,
+    language_tokens)
     int64, ``state`` (B, state_dim); :meth:`example_observation` makes one.
     """
 
     time_convention = TimeConvention.NOISE_AT_1
 
-    def __init__(self, config: ActionExpertConfig, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, seed: int = 0) -> None:
+    def __init__(
+        self,
+        config: ActionExpertConfig,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.config = config
         self.prediction_horizon = config.prediction_horizon
         self.action_dim = config.action_dim
         expert, prefix = config.expert, config.prefix
         device = torch.device(device)
-        cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-            if device.type == "cuda" else []
+        cuda_devices = (
+            [device.index if device.index is not None else torch.cuda.current_device()]
+            if device.type == "cuda"
+            else []
+        )
         with torch.random.fork_rng(devices=cuda_devices), torch.device(device):
             torch.manual_seed(seed)
             self.vision = _VisionTower(config.vision, prefix.width)
@@ -298,14 +358,19 @@ class ActionExpertPolicy(nn.Module):
             suffix_tokens = 1 + config.prediction_horizon
             cos, sin = _rope_tables(config.prefix_tokens + suffix_tokens, prefix.head_dim)
             fraction = torch.linspace(0.0, 1.0, expert.width // 2, dtype=torch.float64)
-            period = config.time_min_period * (config.time_max_period / config.time_min_period) ** fraction
+            period = (
+                config.time_min_period
+                * (config.time_max_period / config.time_min_period) ** fraction
+            )
             self.register_buffer("action_mean", torch.zeros(config.action_dim))
             self.register_buffer("action_std", torch.ones(config.action_dim))
         self.to(dtype=dtype).eval().requires_grad_(False)
         # Position and time tables stay float32 whatever the dtype; they are cast where used.
         self.register_buffer("rope_cos", cos.to(device), persistent=False)
         self.register_buffer("rope_sin", sin.to(device), persistent=False)
-        self.register_buffer("time_frequencies", (2.0 * math.pi / period).float().to(device), persistent=False)
+        self.register_buffer(
+            "time_frequencies", (2.0 * math.pi / period).float().to(device), persistent=False
+        )
 
     @property
     def device(self) -> torch.device:
@@ -317,22 +382,41 @@ class ActionExpertPolicy(nn.Module):
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per part, e.g. ``{"expert": 3.1e8, ...}``."""
-        expert_parts = [self.expert_layers, self.expert_norm, self.state_proj, self.action_in_proj,
-                        self.action_time_mlp_in, self.action_time_mlp_out, self.action_out_proj]
+        expert_parts = [
+            self.expert_layers,
+            self.expert_norm,
+            self.state_proj,
+            self.action_in_proj,
+            self.action_time_mlp_in,
+            self.action_time_mlp_out,
+            self.action_out_proj,
+        ]
         count = lambda modules: sum(p.numel() for m in modules for p in m.parameters())  # noqa: E731
-        return {"vision": count([self.vision]), "prefix": count([self.embedding, self.prefix_layers]),
-                "expert": count(expert_parts)}
+        return {
+            "vision": count([self.vision]),
+            "prefix": count([self.embedding, self.prefix_layers]),
+            "expert": count(expert_parts),
+        }
 
-    def example_observation(self, batch_size: int = 1, generator: torch.Generator | None = None) -> dict:
+    def example_observation(
+        self, batch_size: int = 1, generator: torch.Generator | None = None
+    ) -> dict:
         """A random observation of the configured shapes, on the policy's device."""
         config = self.config
         size = config.vision.image_size
-        images = torch.rand((batch_size, config.num_images, 3, size, size), generator=generator) * 2.0 - 1.0
-        tokens = torch.randint(0, config.vocab_size, (batch_size, config.language_tokens),
-                               generator=generator)
+        images = (
+            torch.rand((batch_size, config.num_images, 3, size, size), generator=generator) * 2.0
+            - 1.0
+        )
+        tokens = torch.randint(
+            0, config.vocab_size, (batch_size, config.language_tokens), generator=generator
+        )
         state = torch.randn((batch_size, config.state_dim), generator=generator)
-        return {"images": images.to(self.device), "tokens": tokens.to(self.device),
-                "state": state.to(self.device)}
+        return {
+            "images": images.to(self.device),
+            "tokens": tokens.to(self.device),
+            "state": state.to(self.device),
+        }
 
     def encode(self, observation: Mapping[str, Any]) -> PrefixCache:
         """Vision tower + prefix transformer once per chunk -> the prefix KV cache."""
@@ -340,13 +424,17 @@ class ActionExpertPolicy(nn.Module):
         tokens = torch.as_tensor(observation["tokens"], device=self.device)
         state = torch.as_tensor(observation["state"], device=self.device).to(self.dtype)
         batch = images.shape[0]
-        image_tokens = self.vision(images.flatten(0, 1)).reshape(batch, -1, self.config.prefix.width)
+        image_tokens = self.vision(images.flatten(0, 1)).reshape(
+            batch, -1, self.config.prefix.width
+        )
         language = self.embedding(tokens) * math.sqrt(self.config.prefix.width)
         x = torch.cat([image_tokens, language], dim=1)
         count = x.shape[1]
         if count != self.config.prefix_tokens:
-            raise ValueError(f"observation makes {count} prefix tokens, "
-                             f"the config expects {self.config.prefix_tokens}")
+            raise ValueError(
+                f"observation makes {count} prefix tokens, "
+                f"the config expects {self.config.prefix_tokens}"
+            )
         cos, sin = self.rope_cos[:count].to(self.dtype), self.rope_sin[:count].to(self.dtype)
         keys, values = [], []
         last = len(self.prefix_layers) - 1
@@ -363,15 +451,17 @@ class ActionExpertPolicy(nn.Module):
         """pi0's u(x_t, o, t) for a (B, H, M) sample at one flow time t (1 noise -> 0 actions)."""
         batch = actions.shape[0]
         x = actions.to(self.dtype)
-        angles = self.time_frequencies * time  # float32; a Python float time is baked into a captured graph
+        angles = (
+            self.time_frequencies * time
+        )  # float32; a Python float time is baked into a captured graph
         time_embedding = torch.cat([angles.sin(), angles.cos()]).to(self.dtype)
         action_tokens = self.action_in_proj(x)
         fused = torch.cat([action_tokens, time_embedding.expand_as(action_tokens)], dim=-1)
         action_tokens = self.action_time_mlp_out(F.silu(self.action_time_mlp_in(fused)))
         h = torch.cat([context.state_token.expand(batch, -1, -1), action_tokens], dim=1)
         start = self.config.prefix_tokens
-        cos = self.rope_cos[start:start + h.shape[1]].to(self.dtype)
-        sin = self.rope_sin[start:start + h.shape[1]].to(self.dtype)
+        cos = self.rope_cos[start : start + h.shape[1]].to(self.dtype)
+        sin = self.rope_sin[start : start + h.shape[1]].to(self.dtype)
         for index, layer in enumerate(self.expert_layers):
             q, k, v = layer.qkv(h, cos, sin)
             keys = torch.cat([context.keys[index], k], dim=2)
@@ -387,18 +477,41 @@ class ActionExpertPolicy(nn.Module):
         return model_actions * self.action_std + self.action_mean
 
     def save(self, path: str | pathlib.Path, joint_names: Sequence[str] | None = None) -> None:
-        """``joint_names``: the robot joints of the state and action vectors, checked by the node."""
-        torch.save({"kind": "builtin-pi0", "config": dataclasses.asdict(self.config), "state_dict": self.state_dict(),
-                    "joint_names": list(joint_names) if joint_names is not None else None}, path)
+        """``joint_names``: the robot joints of the state and action vectors, checked by the
+        node.
+        """
+        torch.save(
+            {
+                "kind": "builtin-pi0",
+                "config": dataclasses.asdict(self.config),
+                "state_dict": self.state_dict(),
+                "joint_names": list(joint_names) if joint_names is not None else None,
+            },
+            path,
+        )
 
     @classmethod
-    def load(cls, path: str | pathlib.Path, device: str | torch.device = "cpu",
-             dtype: torch.dtype = torch.float32) -> "ActionExpertPolicy":
+    def load(
+        cls,
+        path: str | pathlib.Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> ActionExpertPolicy:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         policy = cls(ActionExpertConfig(**checkpoint["config"]), device=device, dtype=dtype)
         policy.load_state_dict(checkpoint["state_dict"])
         return policy
 
 
-__all__ = ["ActionExpertConfig", "ActionExpertPolicy", "GEMMA_2B", "GEMMA_300M", "PrefixCache",
-           "SIGLIP_SO400M", "TransformerShape", "VisionShape", "pi0_config", "tiny_config"]
+__all__ = [
+    "ActionExpertConfig",
+    "ActionExpertPolicy",
+    "GEMMA_2B",
+    "GEMMA_300M",
+    "PrefixCache",
+    "SIGLIP_SO400M",
+    "TransformerShape",
+    "VisionShape",
+    "pi0_config",
+    "tiny_config",
+]

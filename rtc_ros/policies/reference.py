@@ -5,13 +5,15 @@ predicts the velocity of a chunk with an MLP conditioned on that encoding and th
 Actions and states are normalised with statistics of the training data; the flow runs in the
 normalised action space (the paper's convention, tau = 0 noise -> 1 actions).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import pathlib
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,16 +36,21 @@ class ReferencePolicyConfig:
     """"residual" (pre-LayerNorm residual blocks, trains several times faster) or "mlp" (plain)."""
     network_output: str = "velocity"
     """"velocity": the network outputs v directly. "actions": it outputs the clean chunk a_hat and
-    ``velocity`` returns ``(a_hat - x) / (1 - tau)``, which is exactly E[v | x] when a_hat = E[a | x].
+    ``velocity`` returns ``(a_hat - x) / (1 - tau)``, which is exactly E[v | x] when a_hat = E[a |
+    x].
     The network's hidden width (``hidden_dim``) is far below H * M: through that bottleneck it
     cannot pass the full-rank noise in x that a direct v must contain, but a_hat, smooth and
     determined mostly by the observation, passes easily."""
 
     def __post_init__(self) -> None:
         if self.velocity_network not in ("residual", "mlp"):
-            raise ValueError(f"velocity_network must be residual or mlp, got {self.velocity_network!r}")
+            raise ValueError(
+                f"velocity_network must be residual or mlp, got {self.velocity_network!r}"
+            )
         if self.network_output not in ("velocity", "actions"):
-            raise ValueError(f"network_output must be velocity or actions, got {self.network_output!r}")
+            raise ValueError(
+                f"network_output must be velocity or actions, got {self.network_output!r}"
+            )
         for name in ("prediction_horizon", "action_dim", "state_dim", "hidden_dim", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -60,14 +67,22 @@ def _mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
 
 
 class _ResidualMlp(nn.Module):
-    """Pre-LayerNorm residual MLP: trains several times faster than a plain MLP on chunk velocities."""
+    """Pre-LayerNorm residual MLP: trains several times faster than a plain MLP on chunk
+    velocities.
+    """
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, blocks: int) -> None:
         super().__init__()
         self.input = nn.Linear(in_dim, hidden)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden))
-            for _ in range(blocks))
+            nn.Sequential(
+                nn.LayerNorm(hidden),
+                nn.Linear(hidden, 2 * hidden),
+                nn.GELU(),
+                nn.Linear(2 * hidden, hidden),
+            )
+            for _ in range(blocks)
+        )
         self.output = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,21 +95,28 @@ class _ResidualMlp(nn.Module):
 class _ImageEncoder(nn.Module):
     """A small CNN ending in a spatial softmax: each feature map becomes the expected image
     position of what it detects, which is what locating objects for reaching needs, with few
-    parameters (Levine et al. 2016)."""
+    parameters (Levine et al. 2016).
+    """
 
-    def __init__(self, image_shape: tuple[int, int, int], out_dim: int, keypoints: int = 32) -> None:
+    def __init__(
+        self, image_shape: tuple[int, int, int], out_dim: int, keypoints: int = 32
+    ) -> None:
         super().__init__()
         channels, height, width = image_shape
         # A 4x4 patchifying first layer keeps training on a CPU in minutes (~4 MMAC per 96x96
         # image); the spatial softmax still locates objects to a fraction of a patch.
         self.conv = nn.Sequential(
-            nn.Conv2d(channels, 16, 4, stride=4), nn.GELU(),
-            nn.Conv2d(16, 32, 3, padding=1), nn.GELU(),
+            nn.Conv2d(channels, 16, 4, stride=4),
+            nn.GELU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.GELU(),
             nn.Conv2d(32, keypoints, 1),
         )
         with torch.no_grad():
             _, _, rows, cols = self.conv(torch.zeros(1, *image_shape)).shape
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, rows), torch.linspace(-1, 1, cols), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, rows), torch.linspace(-1, 1, cols), indexing="ij"
+        )
         self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], dim=-1))
         self.head = nn.Sequential(nn.Linear(2 * keypoints, out_dim), nn.GELU())
 
@@ -124,12 +146,18 @@ class ReferenceFlowPolicy(nn.Module):
         self.action_dim = config.action_dim
         hidden = config.hidden_dim
         self.state_encoder = _mlp(config.state_dim, hidden, hidden, 1)
-        self.image_encoder = _ImageEncoder(config.image_shape, hidden) if config.image_shape else None
+        self.image_encoder = (
+            _ImageEncoder(config.image_shape, hidden) if config.image_shape else None
+        )
         context_dim = hidden * (2 if self.image_encoder else 1)
         chunk_dim = config.prediction_horizon * config.action_dim
         network = _ResidualMlp if config.velocity_network == "residual" else _mlp
-        self.velocity_net = network(chunk_dim + context_dim + config.time_embedding_dim, hidden, chunk_dim,
-                                    config.num_layers)
+        self.velocity_net = network(
+            chunk_dim + context_dim + config.time_embedding_dim,
+            hidden,
+            chunk_dim,
+            config.num_layers,
+        )
         for name, dim in (("action", config.action_dim), ("state", config.state_dim)):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
@@ -146,12 +174,18 @@ class ReferenceFlowPolicy(nn.Module):
         state = torch.as_tensor(observation["state"], device=self.device, dtype=self.dtype)
         features = [self.state_encoder((state - self.state_mean) / self.state_std)]
         if self.image_encoder is not None:
-            features.append(self.image_encoder(torch.as_tensor(observation["image"], device=self.device)))
+            features.append(
+                self.image_encoder(torch.as_tensor(observation["image"], device=self.device))
+            )
         return torch.cat(features, dim=-1)
 
-    def velocity(self, actions: torch.Tensor, time: float | torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def velocity(
+        self, actions: torch.Tensor, time: float | torch.Tensor, context: torch.Tensor
+    ) -> torch.Tensor:
         """``time`` is one flow time for the batch, or one per sample (training)."""
-        tau = torch.as_tensor(time, device=actions.device, dtype=actions.dtype).expand(actions.shape[0])
+        tau = torch.as_tensor(time, device=actions.device, dtype=actions.dtype).expand(
+            actions.shape[0]
+        )
         inputs = torch.cat([actions.flatten(1), context, self._embed_time(tau)], dim=-1)
         output = self.velocity_net(inputs).view_as(actions)
         if self.config.network_output == "velocity":
@@ -169,17 +203,30 @@ class ReferenceFlowPolicy(nn.Module):
 
     def _embed_time(self, tau: torch.Tensor) -> torch.Tensor:
         half = self.config.time_embedding_dim // 2
-        frequencies = torch.exp(torch.linspace(0.0, math.log(1000.0), half, device=tau.device, dtype=tau.dtype))
+        frequencies = torch.exp(
+            torch.linspace(0.0, math.log(1000.0), half, device=tau.device, dtype=tau.dtype)
+        )
         angles = tau[:, None] * frequencies[None, :]
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
     def save(self, path: str | pathlib.Path, joint_names: Sequence[str] | None = None) -> None:
-        """``joint_names``: the robot joints of the state and action vectors, checked by the node."""
-        torch.save({"kind": "reference", "config": dataclasses.asdict(self.config), "state_dict": self.state_dict(),
-                    "joint_names": list(joint_names) if joint_names is not None else None}, path)
+        """``joint_names``: the robot joints of the state and action vectors, checked by the
+        node.
+        """
+        torch.save(
+            {
+                "kind": "reference",
+                "config": dataclasses.asdict(self.config),
+                "state_dict": self.state_dict(),
+                "joint_names": list(joint_names) if joint_names is not None else None,
+            },
+            path,
+        )
 
     @classmethod
-    def load(cls, path: str | pathlib.Path, device: str | torch.device = "cpu") -> "ReferenceFlowPolicy":
+    def load(
+        cls, path: str | pathlib.Path, device: str | torch.device = "cpu"
+    ) -> ReferenceFlowPolicy:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         # Checkpoints saved before velocity_network existed hold plain MLPs.
         policy = cls(ReferencePolicyConfig(**{"velocity_network": "mlp", **checkpoint["config"]}))
@@ -229,8 +276,10 @@ def train_flow_policy(
     """
     chunks = torch.as_tensor(action_chunks, dtype=torch.float32)
     if chunks.ndim != 3 or chunks.shape[1:] != (policy.prediction_horizon, policy.action_dim):
-        raise ValueError(f"action_chunks must be (N, {policy.prediction_horizon}, {policy.action_dim}), "
-                         f"got {tuple(chunks.shape)}")
+        raise ValueError(
+            f"action_chunks must be (N, {policy.prediction_horizon}, {policy.action_dim}), "
+            f"got {tuple(chunks.shape)}"
+        )
     data = {k: torch.as_tensor(v) for k, v in observations.items()}
     if any(v.shape[0] != chunks.shape[0] for v in data.values()):
         raise ValueError("every observation array needs one row per action chunk")
@@ -245,9 +294,13 @@ def train_flow_policy(
     parameters = list(policy.parameters())
     if auxiliary is not None:
         auxiliary_targets = torch.as_tensor(auxiliary.targets, dtype=torch.float32)
-        auxiliary_targets = (auxiliary_targets - auxiliary_targets.mean(0)) / auxiliary_targets.std(0).clamp_min(1e-6)
+        auxiliary_targets = (
+            auxiliary_targets - auxiliary_targets.mean(0)
+        ) / auxiliary_targets.std(0).clamp_min(1e-6)
         parameters += list(auxiliary.head.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        parameters, lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
     time_distribution = torch.distributions.Beta(torch.tensor(1.5), torch.tensor(1.0))
     policy.train().requires_grad_(True)
@@ -257,14 +310,17 @@ def train_flow_policy(
         index = torch.randint(0, chunks.shape[0], (config.batch_size,), generator=generator)
         target = policy.to_model_space(chunks[index])
         noise = torch.randn(target.shape, generator=generator)
-        tau = 1.0 - time_distribution.sample((config.batch_size,))  # Beta favours tau near 0: noise
+        tau = 1.0 - time_distribution.sample(
+            (config.batch_size,)
+        )  # Beta favours tau near 0: noise
         noisy = tau[:, None, None] * target + (1.0 - tau[:, None, None]) * noise
         context = policy.encode({k: v[index] for k, v in data.items()})
         predicted = policy.velocity(noisy, tau, context)
         loss = torch.nn.functional.mse_loss(predicted, target - noise)
         if auxiliary is not None:
-            loss = loss + auxiliary.weight * torch.nn.functional.mse_loss(auxiliary.head(context),
-                                                                          auxiliary_targets[index])
+            loss = loss + auxiliary.weight * torch.nn.functional.mse_loss(
+                auxiliary.head(context), auxiliary_targets[index]
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

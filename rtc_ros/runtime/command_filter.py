@@ -1,4 +1,5 @@
 """Joint limits and rate limits applied to every command before it reaches the robot."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,10 +25,14 @@ class JointLimits:
             raise ValueError(f"joint names must be unique, got {list(self.names)}")
         for field in ("lower", "upper", "max_step"):
             if len(getattr(self, field)) != n:
-                raise ValueError(f"{field} needs one value per joint ({n}), got {len(getattr(self, field))}")
+                raise ValueError(
+                    f"{field} needs one value per joint ({n}), got {len(getattr(self, field))}"
+                )
         for name, low, high, step in zip(self.names, self.lower, self.upper, self.max_step):
             if not low < high:
-                raise ValueError(f"joint {name}: lower limit {low} must be below upper limit {high}")
+                raise ValueError(
+                    f"joint {name}: lower limit {low} must be below upper limit {high}"
+                )
             if not step > 0:
                 raise ValueError(f"joint {name}: max_step must be > 0, got {step}")
 
@@ -50,8 +55,11 @@ class CommandFilter:
 
     def reset(self, current_positions: np.ndarray | None = None) -> None:
         """Start from the robot's measured positions (so the first step is rate limited too)."""
-        self.last_command = None if current_positions is None else np.clip(
-            np.asarray(current_positions, dtype=np.float64), self._lower, self._upper)
+        self.last_command = (
+            None
+            if current_positions is None
+            else np.clip(np.asarray(current_positions, dtype=np.float64), self._lower, self._upper)
+        )
 
     def apply(self, action: np.ndarray | None) -> np.ndarray | None:
         if action is None:
@@ -62,7 +70,9 @@ class CommandFilter:
             return self.last_command
         command = action
         if self.last_command is not None:
-            command = np.clip(command, self.last_command - self._max_step, self.last_command + self._max_step)
+            command = np.clip(
+                command, self.last_command - self._max_step, self.last_command + self._max_step
+            )
         command = np.clip(command, self._lower, self._upper)
         if not np.array_equal(command, action):
             self.clamped_commands += 1

@@ -23,6 +23,7 @@ While it runs, the loop's thread has the real-time settings it was given
 are logged once and the loop runs without them), and the garbage collector is kept out of the
 ticks: frozen and disabled, it collects at safe points, right after a tick has sent its command.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -34,25 +35,42 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from multiprocessing import shared_memory
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from rtc_ros.core.handover import (
-    SharedMemorySlot, shared_chunk_slot, shared_executor_spec_slot, shared_state_slot,
+    SharedMemorySlot,
+    shared_chunk_slot,
+    shared_executor_spec_slot,
+    shared_state_slot,
 )
-from rtc_ros.core.scheduler import Chunk, ChunkExecutor, ControllerState, ExecutorSpec, TickResult, new_run_id
+from rtc_ros.core.scheduler import (
+    Chunk,
+    ChunkExecutor,
+    ControllerState,
+    ExecutorSpec,
+    TickResult,
+    new_run_id,
+)
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
-from rtc_ros.runtime.realtime import GarbageCollectorGuard, RealtimeSettings, RealtimeStatus, realtime
+from rtc_ros.runtime.realtime import (
+    GarbageCollectorGuard,
+    RealtimeSettings,
+    RealtimeStatus,
+    realtime,
+)
 from rtc_ros.runtime.stats import RollingStats
-
 
 _LOG = logging.getLogger(__name__)
 
 
 class StopSignal(Protocol):
-    """What ends :meth:`ControlLoop.run`: a ``threading.Event`` or the control process's condition."""
+    """What ends :meth:`ControlLoop.run`: a ``threading.Event`` or the control process's
+    condition.
+    """
 
     def is_set(self) -> bool: ...
     def wait(self, timeout: float | None = None) -> bool: ...
@@ -101,7 +119,10 @@ class ControllerReport:
     @property
     def cpu_affinity(self) -> tuple[int, ...]:
         """The CPUs in :attr:`cpu_affinity_mask`."""
-        return tuple(cpu for cpu in range(_MAX_CPU_IN_MASK + 1) if self.cpu_affinity_mask >> cpu & 1)
+        return tuple(
+            cpu for cpu in range(_MAX_CPU_IN_MASK + 1) if self.cpu_affinity_mask >> cpu & 1
+        )
+
     paused_ticks: int = 0
     seam_step_p50_rad: float = float("nan")
     """Largest joint step of the command at a chunk swap (the first action of the new chunk against
@@ -114,10 +135,12 @@ class ControllerReport:
         return np.array(dataclasses.astuple(self), dtype=np.float64)
 
     @classmethod
-    def from_array(cls, values: np.ndarray) -> "ControllerReport":
+    def from_array(cls, values: np.ndarray) -> ControllerReport:
         kinds = [f.type for f in dataclasses.fields(cls)]
-        fields: list[Any] = [bool(v) if k in ("bool", bool) else int(v) if k in ("int", int) else float(v)
-                             for k, v in zip(kinds, values)]
+        fields: list[Any] = [
+            bool(v) if k in ("bool", bool) else int(v) if k in ("int", int) else float(v)
+            for k, v in zip(kinds, values)
+        ]
         return cls(*fields)
 
 
@@ -140,14 +163,21 @@ class ControlMode:
     start_positions: tuple[float, ...] | None = None
 
     def to_array(self, joints: int) -> np.ndarray:
-        positions = np.full(joints, np.nan) if self.start_positions is None else np.asarray(self.start_positions)
+        positions = (
+            np.full(joints, np.nan)
+            if self.start_positions is None
+            else np.asarray(self.start_positions)
+        )
         return np.concatenate([[self.request, self.holding], positions]).astype(np.float64)
 
     @classmethod
-    def from_array(cls, values: np.ndarray) -> "ControlMode":
+    def from_array(cls, values: np.ndarray) -> ControlMode:
         positions = values[2:]
-        return cls(int(values[0]), bool(values[1]),
-                   None if np.isnan(positions).any() else tuple(float(v) for v in positions))
+        return cls(
+            int(values[0]),
+            bool(values[1]),
+            None if np.isnan(positions).any() else tuple(float(v) for v in positions),
+        )
 
 
 class ControlLoop:
@@ -175,7 +205,8 @@ class ControlLoop:
         ``safe_point_period_s`` right after a tick has sent its command, after the garbage
         collection (e.g. to publish :meth:`report`); ``period_errors_ms`` keeps the period errors
         elsewhere (shared memory). ``modes``: where the inference side publishes
-        :class:`ControlMode` (hold and resume)."""
+        :class:`ControlMode` (hold and resume).
+        """
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
         self.period_s = period_s
@@ -216,7 +247,9 @@ class ControlLoop:
             self.executor.begin_epoch(mode.holding)
             if mode.start_positions is not None:
                 self.command_filter.reset(np.asarray(mode.start_positions))
-            self._last_command = None  # the first command of an epoch starts from the robot, it is no seam
+            self._last_command = (
+                None  # the first command of an epoch starts from the robot, it is no seam
+            )
         result = self.executor.tick(self._chunks.latest())
         command = None if result.action is None else self.command_filter.apply(result.action)
         if command is not None:
@@ -274,7 +307,9 @@ class ControlLoop:
             self.period_errors_ms.add((now - deadline) * 1e3)
             try:
                 self.step()
-                if now >= next_safe_point:  # the command is out; the next deadline is a period away
+                if (
+                    now >= next_safe_point
+                ):  # the command is out; the next deadline is a period away
                     next_safe_point = now + self._safe_point_period_s
                     self._garbage.collect()
                     if self._on_safe_point is not None:
@@ -303,7 +338,9 @@ class ControlLoop:
             period_error_max_ms=self.period_errors_ms.max(),
             underrun_active=self._underrun_active,
             thread_priority=self.realtime_status.thread_priority,
-            cpu_affinity_mask=sum(1 << cpu for cpu in self.realtime_status.cpu_affinity if cpu <= _MAX_CPU_IN_MASK),
+            cpu_affinity_mask=sum(
+                1 << cpu for cpu in self.realtime_status.cpu_affinity if cpu <= _MAX_CPU_IN_MASK
+            ),
             memory_locked=self.realtime_status.memory_locked,
             realtime_refused=bool(self.realtime_status.refused),
             garbage_collections=self._garbage.collections,
@@ -321,7 +358,9 @@ def shared_report_slot(name: str, create: bool = False) -> SharedMemorySlot[Cont
     return SharedMemorySlot(name, _REPORT_WORDS, encode, ControllerReport.from_array, create)
 
 
-def shared_mode_slot(name: str, joints: int, create: bool = False) -> SharedMemorySlot[ControlMode]:
+def shared_mode_slot(
+    name: str, joints: int, create: bool = False
+) -> SharedMemorySlot[ControlMode]:
     def encode(mode: ControlMode, out: np.ndarray) -> None:
         out[:] = mode.to_array(joints)
 
@@ -356,22 +395,35 @@ class ControlProcess:
 
     def __init__(self, spec: ControlProcessSpec) -> None:
         prefix = f"rtc_{uuid.uuid4().hex[:10]}"
-        self._names = (f"{prefix}_c", f"{prefix}_s", f"{prefix}_r", f"{prefix}_e", f"{prefix}_p", f"{prefix}_m")
+        self._names = (
+            f"{prefix}_c",
+            f"{prefix}_s",
+            f"{prefix}_r",
+            f"{prefix}_e",
+            f"{prefix}_p",
+            f"{prefix}_m",
+        )
         self._chunks = shared_chunk_slot(self._names[0], spec.chunk_shape, create=True)
         self._states = shared_state_slot(self._names[1], create=True)
         self._reports = shared_report_slot(self._names[2], create=True)
         self._executor_specs = shared_executor_spec_slot(self._names[3], create=True)
         self._executor_specs.publish(spec.executor)
         self._period_errors_memory = shared_memory.SharedMemory(
-            self._names[4], create=True, size=8 * (_PERIOD_ERROR_WINDOW + 1))
-        self._period_errors: RollingStats | None = _shared_period_errors(self._period_errors_memory)
+            self._names[4], create=True, size=8 * (_PERIOD_ERROR_WINDOW + 1)
+        )
+        self._period_errors: RollingStats | None = _shared_period_errors(
+            self._period_errors_memory
+        )
         self._final_period_errors = np.empty(0)
         self._modes = shared_mode_slot(self._names[5], spec.chunk_shape[1], create=True)
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
-        self._process = context.Process(target=_control_process_main,
-                                        args=(spec, self._names, self._stop, os.getpid()),
-                                        name="rtc_control_loop", daemon=True)
+        self._process = context.Process(
+            target=_control_process_main,
+            args=(spec, self._names, self._stop, os.getpid()),
+            name="rtc_control_loop",
+            daemon=True,
+        )
         self._final_report: ControllerReport | None = None
 
     def start(self) -> None:
@@ -420,7 +472,9 @@ class ControlProcess:
 
     @property
     def shared_memory_names(self) -> tuple[str, ...]:
-        """The segments in /dev/shm: chunks, state, reports, executor spec, period errors, modes."""
+        """The segments in /dev/shm: chunks, state, reports, executor spec, period errors,
+        modes.
+        """
         return self._names
 
     @property
@@ -442,7 +496,9 @@ class ControlProcess:
                 self._process.join()
         self._final_report = self.report()
         self._final_period_errors = self.period_errors_ms()
-        self._period_errors = None  # its arrays are views of the memory: released before closing it
+        self._period_errors = (
+            None  # its arrays are views of the memory: released before closing it
+        )
         for slot in (self._chunks, self._states, self._reports, self._executor_specs, self._modes):
             slot.close()
         self._period_errors_memory.close()
@@ -487,11 +543,14 @@ _PERIOD_ERROR_WINDOW = 3000
 
 
 def _shared_period_errors(memory: shared_memory.SharedMemory) -> RollingStats:
-    return RollingStats(_PERIOD_ERROR_WINDOW, np.ndarray((_PERIOD_ERROR_WINDOW + 1,), np.float64, memory.buf))
+    return RollingStats(
+        _PERIOD_ERROR_WINDOW, np.ndarray((_PERIOD_ERROR_WINDOW + 1,), np.float64, memory.buf)
+    )
 
 
-def _control_process_main(spec: ControlProcessSpec, names: tuple[str, ...], stop_event, parent_pid: int
-                          ) -> None:
+def _control_process_main(
+    spec: ControlProcessSpec, names: tuple[str, ...], stop_event, parent_pid: int
+) -> None:
     # Ctrl-C reaches the whole process group; the parent decides when the loop stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop = _StopOrOrphaned(stop_event, parent_pid)
@@ -503,17 +562,28 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, ...], stop
     executor_specs = shared_executor_spec_slot(names[3])
     modes = shared_mode_slot(names[5], spec.chunk_shape[1])
     command_filter = CommandFilter(spec.limits)
-    command_filter.reset(None if spec.initial_positions is None else np.asarray(spec.initial_positions))
+    command_filter.reset(
+        None if spec.initial_positions is None else np.asarray(spec.initial_positions)
+    )
     period_errors_memory = shared_memory.SharedMemory(names[4])
     sink = spec.make_sink()
     # Reports are published by the loop itself at its safe points: a reporter thread would
     # compete with the ticks for the GIL, without the loop's priority.
-    loop = ControlLoop(spec.period_s, ChunkExecutor(spec.executor, new_run_id()), chunks, states, command_filter,
-                       sink, robot_connected=getattr(sink, "connected", None), executor_specs=executor_specs,
-                       modes=modes,
-                       realtime_settings=spec.realtime, on_safe_point=lambda: reports.publish(loop.report()),
-                       safe_point_period_s=spec.report_period_s,
-                       period_errors_ms=_shared_period_errors(period_errors_memory))
+    loop = ControlLoop(
+        spec.period_s,
+        ChunkExecutor(spec.executor, new_run_id()),
+        chunks,
+        states,
+        command_filter,
+        sink,
+        robot_connected=getattr(sink, "connected", None),
+        executor_specs=executor_specs,
+        modes=modes,
+        realtime_settings=spec.realtime,
+        on_safe_point=lambda: reports.publish(loop.report()),
+        safe_point_period_s=spec.report_period_s,
+        period_errors_ms=_shared_period_errors(period_errors_memory),
+    )
     try:
         loop.run(stop)
     finally:
@@ -521,8 +591,11 @@ def _control_process_main(spec: ControlProcessSpec, names: tuple[str, ...], stop
         if hasattr(sink, "close"):
             sink.close()
         if stop.orphaned or stop.terminated:
-            _LOG.error("control process: parent %d %s; stopped commanding", parent_pid,
-                       "died" if stop.orphaned else "sent SIGTERM")
+            _LOG.error(
+                "control process: parent %d %s; stopped commanding",
+                parent_pid,
+                "died" if stop.orphaned else "sent SIGTERM",
+            )
         for slot in (chunks, states, reports, executor_specs, modes):
             # An orphan removes the shared memory its dead parent created and can no longer remove.
             slot.close(unlink=stop.orphaned)

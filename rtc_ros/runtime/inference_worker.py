@@ -8,13 +8,15 @@ the thread, timing and the handling of missing observations.
 Settings changed while running (:meth:`InferenceWorker.reconfigure`) are taken between two
 chunks, at the start of a step, so every chunk is planned and sampled with one set of them.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +30,8 @@ from rtc_ros.runtime.stats import RollingStats
 _LOG = logging.getLogger(__name__)
 
 ObservationSource = Callable[[], Mapping[str, Any] | None]
-"""Returns the newest complete, fresh observation (batch of 1, numpy arrays or tensors), or None."""
+"""Returns the newest complete, fresh observation (batch of 1, numpy arrays or tensors), or
+None."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +49,8 @@ class InferenceReport:
     emulated_latency_ms: float
     """Every inference is padded to at least this wall time; 0 when latency is not emulated."""
     actions_clipped: int
-    """Action entries the policy placed outside the joint limits, clipped onto them in the chunk."""
+    """Action entries the policy placed outside the joint limits, clipped onto them in the
+    chunk."""
 
 
 class InferenceWorker:
@@ -73,7 +77,9 @@ class InferenceWorker:
         self.actions_clipped = 0
         self.planner = planner
         self.generator = generator
-        self.settings = InferenceSettings(generator.config, planner.min_execution_horizon, emulated_latency_s)
+        self.settings = InferenceSettings(
+            generator.config, planner.min_execution_horizon, emulated_latency_s
+        )
         self._next_settings: AtomicSlot[InferenceSettings] = AtomicSlot()
         self._observations = observations
         self._controller_state = controller_state
@@ -107,8 +113,10 @@ class InferenceWorker:
         The method itself cannot change: the controller executes chunks by it.
         """
         if settings.chunking.method is not self.settings.chunking.method:
-            raise ValueError(f"method is fixed at {self.settings.chunking.method.value} while running, "
-                             f"got {settings.chunking.method.value}")
+            raise ValueError(
+                f"method is fixed at {self.settings.chunking.method.value} while running, "
+                f"got {settings.chunking.method.value}"
+            )
         self._next_settings.publish(settings)
 
     def warm_up(self, observation: Mapping[str, Any]) -> float:
@@ -139,9 +147,14 @@ class InferenceWorker:
             return None
         started = time.perf_counter()
         request = self.planner.plan(state, self._current)
-        unexecuted = None if request.warmup else torch.from_numpy(np.array(request.unexecuted))[None].float()
-        generated = self.generator.generate(_tensors(observation), unexecuted, request.inference_delay,
-                                            request.execution_horizon)
+        unexecuted = (
+            None
+            if request.warmup
+            else torch.from_numpy(np.array(request.unexecuted))[None].float()
+        )
+        generated = self.generator.generate(
+            _tensors(observation), unexecuted, request.inference_delay, request.execution_horizon
+        )
         actions = generated[0].detach().to("cpu", torch.float64).numpy()
         if self._action_limits is not None:
             clipped = np.clip(actions, *self._action_limits)
@@ -153,7 +166,9 @@ class InferenceWorker:
         latency_s = time.perf_counter() - started
         chunk = request.chunk(actions, latency_s)
         if not request.warmup:
-            self.latencies_ms.add(latency_s * 1e3)  # the warm-up pays one-off costs (allocation, caches)
+            self.latencies_ms.add(
+                latency_s * 1e3
+            )  # the warm-up pays one-off costs (allocation, caches)
         self.last_execution_horizon = request.execution_horizon
         self._current = chunk
         self._publish_chunk(chunk)
@@ -203,5 +218,7 @@ class InferenceWorker:
 
 def _tensors(observation: Mapping[str, Any]) -> dict[str, Any]:
     """The observation with its arrays as torch tensors (sharing memory), as policies take it."""
-    return {key: torch.as_tensor(value) if isinstance(value, np.ndarray) else value
-            for key, value in observation.items()}
+    return {
+        key: torch.as_tensor(value) if isinstance(value, np.ndarray) else value
+        for key, value in observation.items()
+    }

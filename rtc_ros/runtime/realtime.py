@@ -8,6 +8,7 @@ collector is kept out of the ticks by :class:`GarbageCollectorGuard`.
 
 Linux only: elsewhere the settings are reported as refused.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +20,7 @@ import gc
 import os
 import resource
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 MAX_PRIORITY = 99
 _MCL_CURRENT, _MCL_FUTURE = 1, 2  # <sys/mman.h> on Linux (x86-64 and aarch64 alike)
@@ -28,7 +29,8 @@ HOW_TO_ALLOW = (
     "allow it with limits for the user that runs the robot in /etc/security/limits.conf "
     "(e.g. '@realtime - rtprio 99' and '@realtime - memlock unlimited', then log in again; "
     "see the README, 'Real-time permissions'), or in a container with "
-    "--cap-add=sys_nice --ulimit rtprio=99 --ulimit memlock=-1")
+    "--cap-add=sys_nice --ulimit rtprio=99 --ulimit memlock=-1"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,13 +48,17 @@ class RealtimeSettings:
 
     def __post_init__(self) -> None:
         if not 0 <= self.thread_priority <= MAX_PRIORITY:
-            raise ValueError(f"thread_priority must be in [0, {MAX_PRIORITY}] (0: no real-time scheduling), "
-                             f"got {self.thread_priority}")
+            raise ValueError(
+                f"thread_priority must be in [0, {MAX_PRIORITY}] (0: no real-time scheduling), "
+                f"got {self.thread_priority}"
+            )
         if any(cpu < 0 for cpu in self.cpu_affinity):
-            raise ValueError(f"cpu_affinity must list CPU numbers >= 0, got {list(self.cpu_affinity)}")
+            raise ValueError(
+                f"cpu_affinity must list CPU numbers >= 0, got {list(self.cpu_affinity)}"
+            )
 
     @classmethod
-    def off(cls) -> "RealtimeSettings":
+    def off(cls) -> RealtimeSettings:
         """Normal scheduling, any CPU, memory not locked."""
         return cls(thread_priority=0, cpu_affinity=(), lock_memory=False)
 
@@ -74,8 +80,11 @@ class RealtimeStatus:
         """The one warning to log when something was refused, naming how to allow it."""
         if not self.refused:
             return None
-        return (f"real-time settings refused: {'; '.join(self.refused)}. The control loop runs without them; "
-                f"{HOW_TO_ALLOW}")
+        return (
+            f"real-time settings refused: {'; '.join(self.refused)}. The control loop runs "
+            "without them; "
+            f"{HOW_TO_ALLOW}"
+        )
 
 
 @contextlib.contextmanager
@@ -96,21 +105,28 @@ def realtime(settings: RealtimeSettings) -> Iterator[RealtimeStatus]:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(settings.thread_priority))
             priority = settings.thread_priority
         except (OSError, AttributeError) as error:  # AttributeError: not Linux
-            refused.append(f"SCHED_FIFO priority {settings.thread_priority} ({_reason(error)}, "
-                           f"rtprio limit {_limit('RLIMIT_RTPRIO')})")
+            refused.append(
+                f"SCHED_FIFO priority {settings.thread_priority} ({_reason(error)}, "
+                f"rtprio limit {_limit('RLIMIT_RTPRIO')})"
+            )
     if settings.cpu_affinity:
         try:
             os.sched_setaffinity(0, settings.cpu_affinity)
         except (OSError, AttributeError) as error:
-            refused.append(f"CPU affinity {list(settings.cpu_affinity)} ({_reason(error)}; "
-                           f"CPUs available: {list(_cpus())})")
+            refused.append(
+                f"CPU affinity {list(settings.cpu_affinity)} ({_reason(error)}; "
+                f"CPUs available: {list(_cpus())})"
+            )
     locked = False
     if settings.lock_memory:
         mlock_error = _mlockall()
         if mlock_error is None:
             locked = True
         else:
-            refused.append(f"locked memory ({mlock_error}, memlock limit {_limit('RLIMIT_MEMLOCK', 1024, ' kB')})")
+            refused.append(
+                f"locked memory ({mlock_error}, memlock limit "
+                f"{_limit('RLIMIT_MEMLOCK', 1024, ' kB')})"
+            )
     try:
         yield RealtimeStatus(priority, _cpus(), locked, tuple(refused))
     finally:

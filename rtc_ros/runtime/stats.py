@@ -1,4 +1,5 @@
 """Rolling percentiles for latency and timing figures, cheap enough for a 50 Hz loop."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,9 @@ class RollingStats:
         if memory is None:
             memory = np.zeros(window + 1)
         elif memory.shape != (window + 1,) or memory.dtype != np.float64:
-            raise ValueError(f"memory must be {window + 1} float64 words, got {memory.shape} {memory.dtype}")
+            raise ValueError(
+                f"memory must be {window + 1} float64 words, got {memory.shape} {memory.dtype}"
+            )
         self.window = window
         self._memory = memory
         self._ring = memory[1:]

@@ -6,6 +6,7 @@ camera settings, joint layout), ``cubes`` (the task: placing, grasping, carrying
 rasteriser), ``expert`` (scripted planner queried for action chunks), ``dataset`` (expert
 demonstrations as arrays).
 """
+
 from rtc_ros.sim.bimanual import BimanualSim
 from rtc_ros.sim.config import BimanualConfig
 from rtc_ros.sim.dataset import Demonstrations, generate_demonstrations, run_expert_episode

@@ -11,6 +11,7 @@ half of the table. The cube positions are not in the joint state; a policy has t
 the image (:mod:`rtc_ros.sim.scene`). The configuration is :mod:`rtc_ros.sim.config`.
 Not modelled: collisions (links pass through the table, each other and the cubes) and gravity.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,9 @@ class BimanualSim:
     rendering more or less often does not change the robot's motion.
     """
 
-    def __init__(self, config: BimanualConfig | None = None, rng: np.random.Generator | None = None) -> None:
+    def __init__(
+        self, config: BimanualConfig | None = None, rng: np.random.Generator | None = None
+    ) -> None:
         self.config = config or BimanualConfig()
         c = self.config
         rng = rng if rng is not None else np.random.default_rng()
@@ -46,7 +49,9 @@ class BimanualSim:
         self._amax_dt = self._amax * c.physics_step_s
         self._links = c.links
         self._bases = [c.base_pose(arm) for arm in range(len(ARMS))]
-        self._gripper_indices = np.array([arm * JOINTS_PER_ARM + GRIPPER_INDEX for arm in range(len(ARMS))])
+        self._gripper_indices = np.array(
+            [arm * JOINTS_PER_ARM + GRIPPER_INDEX for arm in range(len(ARMS))]
+        )
         self._cubes = Cubes(c, self._task_rng)
         self._scene = SceneRenderer(c)
         self.reset()
@@ -88,7 +93,9 @@ class BimanualSim:
         """
         target = np.asarray(positions, dtype=float)
         if target.shape != (self.config.num_joints,):
-            raise ValueError(f"command must have shape ({self.config.num_joints},), got {target.shape}")
+            raise ValueError(
+                f"command must have shape ({self.config.num_joints},), got {target.shape}"
+            )
         latest = self._pending[-1][1] if self._pending else self._command
         target = np.where(np.isnan(target), latest, np.clip(target, self._lower, self._upper))
         self._pending.append((self._time_s + self.config.command_latency_s, target))
@@ -103,7 +110,9 @@ class BimanualSim:
         self._unstepped_s = max(self._unstepped_s - n_steps * dt, 0.0)
         if n_steps == 0:
             return
-        noise = self._process_std * self._physics_rng.standard_normal((n_steps, self.config.num_joints))
+        noise = self._process_std * self._physics_rng.standard_normal(
+            (n_steps, self.config.num_joints)
+        )
         for disturbance in noise:
             while self._pending and self._pending[0][0] <= self._time_s + 1e-9:
                 self._command = self._pending.pop(0)[1]
@@ -118,7 +127,8 @@ class BimanualSim:
         error = self._command - q
         distance = np.abs(error)
         # The servo profile: error / time constant near the goal, never faster than it can still
-        # brake within the remaining distance at its acceleration limit, never above the velocity limit.
+        # brake within the remaining distance at its acceleration limit, never above the velocity
+        # limit.
         speed = np.minimum(distance * self._inv_time_constant, np.sqrt(self._two_amax * distance))
         np.minimum(speed, self._vmax, out=speed)
         change = np.copysign(speed, error) - v
@@ -144,7 +154,9 @@ class BimanualSim:
         """``(names, positions, velocities)`` as the joint encoders report them (with noise)."""
         c = self.config
         positions = self._q + self._sensor_rng.standard_normal(c.num_joints) * c.position_noise_std
-        velocities = self._v + self._sensor_rng.standard_normal(c.num_joints) * c.velocity_noise_std
+        velocities = (
+            self._v + self._sensor_rng.standard_normal(c.num_joints) * c.velocity_noise_std
+        )
         return c.joint_names, positions, velocities
 
     # ---------------------------------------------------------- task and truth

@@ -1,4 +1,5 @@
 """Configuration of the simulated bimanual robot, its task and its camera, and its joint layout."""
+
 from __future__ import annotations
 
 import math
@@ -9,7 +10,15 @@ import numpy as np
 from rtc_ros.sim.kinematics import ARM_JOINTS, ArmLinks
 
 ARMS = ("left", "right")
-ARM_JOINT_SUFFIXES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")
+ARM_JOINT_SUFFIXES = (
+    "waist",
+    "shoulder",
+    "elbow",
+    "forearm_roll",
+    "wrist_angle",
+    "wrist_rotate",
+    "gripper",
+)
 JOINTS_PER_ARM = len(ARM_JOINT_SUFFIXES)
 GRIPPER_INDEX = ARM_JOINTS
 """Index of the gripper within one arm's 7 joints; its position is the finger opening in m."""
@@ -36,7 +45,9 @@ class BimanualConfig:
     ``joint_names`` order. Revolute joints in rad, grippers in m of finger opening.
     """
 
-    joint_names: tuple[str, ...] = tuple(f"{arm}_{suffix}" for arm in ARMS for suffix in ARM_JOINT_SUFFIXES)
+    joint_names: tuple[str, ...] = tuple(
+        f"{arm}_{suffix}" for arm in ARMS for suffix in ARM_JOINT_SUFFIXES
+    )
     position_lower: tuple[float, ...] = _both(_ARM_LOWER)
     position_upper: tuple[float, ...] = _both(_ARM_UPPER)
     velocity_limits: tuple[float, ...] = _both(_ARM_VELOCITY)
@@ -97,16 +108,32 @@ class BimanualConfig:
         n = len(ARMS) * JOINTS_PER_ARM
         if len(self.joint_names) != n or len(set(self.joint_names)) != n:
             raise ValueError(
-                f"joint_names must be {n} distinct names (left arm then right arm), got {self.joint_names}")
-        for name in ("position_lower", "position_upper", "velocity_limits", "acceleration_limits",
-                     "home_positions", "process_noise_std", "position_noise_std", "velocity_noise_std"):
+                f"joint_names must be {n} distinct names (left arm then right arm), got "
+                f"{self.joint_names}"
+            )
+        for name in (
+            "position_lower",
+            "position_upper",
+            "velocity_limits",
+            "acceleration_limits",
+            "home_positions",
+            "process_noise_std",
+            "position_noise_std",
+            "velocity_noise_std",
+        ):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"{name} needs one value per joint ({n}), got {len(getattr(self, name))}")
+                raise ValueError(
+                    f"{name} needs one value per joint ({n}), got {len(getattr(self, name))}"
+                )
         lower, upper = np.array(self.position_lower), np.array(self.position_upper)
         if np.any(lower >= upper):
             raise ValueError(
-                f"position_lower must be below position_upper for every joint, got {lower} / {upper}")
-        if np.any(np.array(self.velocity_limits) <= 0) or np.any(np.array(self.acceleration_limits) <= 0):
+                f"position_lower must be below position_upper for every joint, got {lower} / "
+                f"{upper}"
+            )
+        if np.any(np.array(self.velocity_limits) <= 0) or np.any(
+            np.array(self.acceleration_limits) <= 0
+        ):
             raise ValueError("velocity_limits and acceleration_limits must be positive")
         home = np.array(self.home_positions)
         if np.any(home < lower) or np.any(home > upper):
@@ -119,14 +146,19 @@ class BimanualConfig:
         if self.command_latency_s < 0:
             raise ValueError(f"command_latency_s must be >= 0, got {self.command_latency_s}")
         if not 0.0 <= self.target_jump_probability <= 1.0:
-            raise ValueError(f"target_jump_probability must be in [0, 1], got {self.target_jump_probability}")
+            raise ValueError(
+                f"target_jump_probability must be in [0, 1], got {self.target_jump_probability}"
+            )
         if self.target_jump_window_s[0] > self.target_jump_window_s[1]:
             raise ValueError(
-                f"target_jump_window_s must be (earliest, latest), got {self.target_jump_window_s}")
+                f"target_jump_window_s must be (earliest, latest), got {self.target_jump_window_s}"
+            )
         gripper_open = min(self.position_upper[GRIPPER_INDEX::JOINTS_PER_ARM])
         if not 0 < self.cube_size_m < gripper_open:
             raise ValueError(
-                f"cube_size_m must be in (0, gripper opening {gripper_open}), got {self.cube_size_m}")
+                f"cube_size_m must be in (0, gripper opening {gripper_open}), got "
+                f"{self.cube_size_m}"
+            )
 
     @property
     def links(self) -> ArmLinks:
@@ -150,13 +182,17 @@ class BimanualConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "BimanualConfig":
-        """Inverse of :meth:`to_dict`; missing keys keep their defaults, unknown keys are errors."""
+    def from_dict(cls, values: dict) -> BimanualConfig:
+        """Inverse of :meth:`to_dict`; missing keys keep their defaults, unknown keys are
+        errors.
+        """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown BimanualConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()})
+        return cls(
+            **{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()}
+        )
 
 
 def arm_slice(arm: int) -> slice:

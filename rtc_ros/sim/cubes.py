@@ -5,11 +5,12 @@ table at every reset, and with some probability moved once early in the episode.
 closing on air closes fully; closing with its fingertip centre within ``success_distance_m`` of
 its cube stalls on the cube, which then follows the gripper until the gripper opens again.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -65,11 +66,18 @@ class Cubes:
             self.cubes.append(cube)
         self.moved = 0
 
-    def grip(self, grippers_before: np.ndarray, q: np.ndarray, v: np.ndarray, gripper_indices: np.ndarray,
-             end_effector: EndEffector) -> None:
+    def grip(
+        self,
+        grippers_before: np.ndarray,
+        q: np.ndarray,
+        v: np.ndarray,
+        gripper_indices: np.ndarray,
+        end_effector: EndEffector,
+    ) -> None:
         """Fingers closing across the cube's width with the cube between them stall on it.
 
-        ``q`` and ``v`` (all joints) are changed in place: a gripper holding a cube stops at its width.
+        ``q`` and ``v`` (all joints) are changed in place: a gripper holding a cube stops at its
+        width.
         """
         width = self.config.cube_size_m
         for arm, cube in enumerate(self.cubes):
@@ -102,7 +110,9 @@ class Cubes:
                 cube.position = end_effector(arm) + cube.held_offset
                 cube.position[2] = max(cube.position[2], self.config.cube_size_m / 2)
 
-    def _sample_pose(self, arm: int, away_from: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    def _sample_pose(
+        self, arm: int, away_from: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float]:
         c = self.config
         x0, x1, y0, y1 = c.target_region(arm)
         base, yaw = self._bases[arm]
@@ -110,21 +120,32 @@ class Cubes:
             x, y = self._rng.uniform(x0, x1), self._rng.uniform(y0, y1)
             xyz = np.array([x, y, c.cube_size_m / 2])
             min_distance_m = c.target_jump_min_distance_m
-            if away_from is not None and math.hypot(x - away_from[0], y - away_from[1]) < min_distance_m:
+            if (
+                away_from is not None
+                and math.hypot(x - away_from[0], y - away_from[1]) < min_distance_m
+            ):
                 continue
             if self._graspable(arm, xyz):
                 # The cube faces its arm, so either finger orientation of a top-down grasp fits it.
                 return xyz, math.atan2(xyz[1] - base[1], xyz[0] - base[0])
         raise ValueError(
-            f"no graspable cube position found in {c.target_region(arm)} for the {ARMS[arm]} arm")
+            f"no graspable cube position found in {c.target_region(arm)} for the {ARMS[arm]} arm"
+        )
 
     def _graspable(self, arm: int, xyz: np.ndarray) -> bool:
         base, yaw = self._bases[arm]
         try:
             for lift_m in (0.0, 0.1):
                 for wrist_rotate in (0.0, math.pi / 2):
-                    top_down_ik(self._links, base, yaw, xyz + [0.0, 0.0, lift_m], wrist_rotate,
-                                self._lower[arm_slice(arm)], self._upper[arm_slice(arm)])
+                    top_down_ik(
+                        self._links,
+                        base,
+                        yaw,
+                        xyz + [0.0, 0.0, lift_m],
+                        wrist_rotate,
+                        self._lower[arm_slice(arm)],
+                        self._upper[arm_slice(arm)],
+                    )
         except UnreachableError:
             return False
         return True

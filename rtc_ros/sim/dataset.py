@@ -7,6 +7,7 @@ time limit or ``hold_after_success_s`` after both cubes are held, so a policy al
 hold. Episodes run in worker processes, each from its own child Generator, so the result does
 not depend on the number of workers.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -85,8 +86,9 @@ def run_expert_episode(
     while not sim.episode_over:
         _, q, _ = sim.joint_state()
         recording = record_every and tick % record_every == 0
-        chunk = expert.action_chunk(sim.time_s, sim.target_positions(), horizon=None if recording else 1,
-                                    joint_positions=q)
+        chunk = expert.action_chunk(
+            sim.time_s, sim.target_positions(), horizon=None if recording else 1, joint_positions=q
+        )
         if recording:
             images.append(sim.render(height, width))
             joints.append(q)
@@ -106,7 +108,9 @@ def run_expert_episode(
     return EpisodeResult(
         images=np.array(images, dtype=np.uint8).reshape(-1, height, width, 3),
         joint_positions=np.array(joints, dtype=np.float32).reshape(-1, sim.config.num_joints),
-        action_chunks=np.array(chunks, dtype=np.float32).reshape(-1, horizon, sim.config.num_joints),
+        action_chunks=np.array(chunks, dtype=np.float32).reshape(
+            -1, horizon, sim.config.num_joints
+        ),
         ticks=np.array(ticks, dtype=np.int32),
         target_positions=np.array(targets, dtype=np.float32).reshape(-1, 2, 3),
         success=sim.task_success(),
@@ -140,21 +144,26 @@ def generate_demonstrations(
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
     if record_every < 1:
         raise ValueError(f"record_every must be >= 1, got {record_every}")
-    jobs = [(episode_rng, sim_config, expert_config, record_every, image_size, hold_after_success_s)
-            for episode_rng in rng.spawn(num_episodes)]
+    jobs = [
+        (episode_rng, sim_config, expert_config, record_every, image_size, hold_after_success_s)
+        for episode_rng in rng.spawn(num_episodes)
+    ]
     workers = min(workers or os.cpu_count() or 1, num_episodes)
     if workers == 1:
         episodes = [_episode_job(job) for job in jobs]
     else:
         # spawn, not fork: the caller may already run torch threads, which fork can deadlock.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            episodes = list(pool.map(_episode_job, jobs, chunksize=max(1, num_episodes // (4 * workers))))
+            episodes = list(
+                pool.map(_episode_job, jobs, chunksize=max(1, num_episodes // (4 * workers)))
+            )
     return Demonstrations(
         images=np.concatenate([e.images for e in episodes]),
         joint_positions=np.concatenate([e.joint_positions for e in episodes]),
         action_chunks=np.concatenate([e.action_chunks for e in episodes]),
         episode_index=np.concatenate(
-            [np.full(len(e.ticks), i, dtype=np.int32) for i, e in enumerate(episodes)]),
+            [np.full(len(e.ticks), i, dtype=np.int32) for i, e in enumerate(episodes)]
+        ),
         tick=np.concatenate([e.ticks for e in episodes]),
         target_positions=np.concatenate([e.target_positions for e in episodes]),
         episode_success=np.array([e.success for e in episodes]),

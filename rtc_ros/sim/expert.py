@@ -11,6 +11,7 @@ Multimodal by design: a top-down grasp fits the cube with the fingers across or 
 from the arm's base, so each arm picks wrist_rotate 0 or pi/2 at random per episode. Both
 modes succeed; a policy trained on the demonstrations must commit to one per chunk.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,11 +60,14 @@ class ExpertConfig:
             raise ValueError("velocity_fraction and acceleration_fraction must be in (0, 1]")
         if not 0.0 <= self.rotated_grasp_probability <= 1.0:
             raise ValueError(
-                f"rotated_grasp_probability must be in [0, 1], got {self.rotated_grasp_probability}")
+                "rotated_grasp_probability must be in [0, 1], got "
+                f"{self.rotated_grasp_probability}"
+            )
 
 
 _POWERS = np.arange(6)
-# Row k of _DERIVATIVE[d] maps the coefficients of p(tau) to the tau^k coefficient of d^d p / dtau^d.
+# Row k of _DERIVATIVE[d] maps the coefficients of p(tau) to the tau^k coefficient of d^d p /
+# dtau^d.
 _DERIVATIVE = [np.eye(6)]
 for _ in range(2):
     _DERIVATIVE.append(np.diag(np.arange(1.0, 6.0), 1) @ _DERIVATIVE[-1])
@@ -79,8 +83,15 @@ class _Quintic:
     """Polynomial coefficients (6, joints) of position, velocity and acceleration."""
 
     @classmethod
-    def to_rest(cls, start_s: float, duration_s: float, p0: np.ndarray, v0: np.ndarray, a0: np.ndarray,
-                p1: np.ndarray) -> "_Quintic":
+    def to_rest(
+        cls,
+        start_s: float,
+        duration_s: float,
+        p0: np.ndarray,
+        v0: np.ndarray,
+        a0: np.ndarray,
+        p1: np.ndarray,
+    ) -> _Quintic:
         """From (p0, v0, a0) to p1 at zero velocity and acceleration."""
         t = duration_s
         delta = p1 - p0
@@ -102,15 +113,21 @@ class _Quintic:
 class ScriptedExpert:
     """Plans both arms; :meth:`action_chunk` returns the next H commands (H, 14)."""
 
-    def __init__(self, sim_config: BimanualConfig | None = None, config: ExpertConfig | None = None,
-                 rng: np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        sim_config: BimanualConfig | None = None,
+        config: ExpertConfig | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
         self.sim_config = sim_config or BimanualConfig()
         self.config = config or ExpertConfig()
         self._rng = rng if rng is not None else np.random.default_rng()
         self._lower = np.array(self.sim_config.position_lower)
         self._upper = np.array(self.sim_config.position_upper)
         self._vmax = np.array(self.sim_config.velocity_limits) * self.config.velocity_fraction
-        self._amax = np.array(self.sim_config.acceleration_limits) * self.config.acceleration_fraction
+        self._amax = (
+            np.array(self.sim_config.acceleration_limits) * self.config.acceleration_fraction
+        )
         self._links = self.sim_config.links
         self._plans: list[list[_Quintic]] = [[] for _ in ARMS]
         self._plan_starts: list[np.ndarray] = [np.zeros(0) for _ in ARMS]
@@ -118,7 +135,9 @@ class ScriptedExpert:
         self.wrist_rotate_rad = np.zeros(len(ARMS))
         """The grasp mode of each arm this episode: 0 or pi/2."""
 
-    def reset(self, joint_positions: np.ndarray, target_positions: np.ndarray, time_s: float = 0.0) -> None:
+    def reset(
+        self, joint_positions: np.ndarray, target_positions: np.ndarray, time_s: float = 0.0
+    ) -> None:
         """New episode: draw each arm's grasp mode and plan from the measured joints at rest."""
         rotated = self._rng.random(len(ARMS)) < self.config.rotated_grasp_probability
         self.wrist_rotate_rad = np.where(rotated, math.pi / 2, 0.0)
@@ -148,14 +167,23 @@ class ScriptedExpert:
         for arm in range(len(ARMS)):
             planned = self._evaluate(arm, now, 0)[0]
             if joint_positions is not None:
-                measured = np.clip(np.asarray(joint_positions, dtype=float)[arm_slice(arm)],
-                                   self._lower[arm_slice(arm)], self._upper[arm_slice(arm)])
-                if np.max(np.abs(measured - planned)[:ARM_JOINTS]) > self.config.replan_joint_error_rad:
+                measured = np.clip(
+                    np.asarray(joint_positions, dtype=float)[arm_slice(arm)],
+                    self._lower[arm_slice(arm)],
+                    self._upper[arm_slice(arm)],
+                )
+                if (
+                    np.max(np.abs(measured - planned)[:ARM_JOINTS])
+                    > self.config.replan_joint_error_rad
+                ):
                     rest = np.zeros(JOINTS_PER_ARM)
                     self._plan_arm(arm, time_s, measured, rest, rest, targets[arm])
                     continue
             if np.linalg.norm(targets[arm] - self._planned_targets[arm]) > _REPLAN_DISTANCE_M:
-                velocity, acceleration = self._evaluate(arm, now, 1)[0], self._evaluate(arm, now, 2)[0]
+                velocity, acceleration = (
+                    self._evaluate(arm, now, 1)[0],
+                    self._evaluate(arm, now, 2)[0],
+                )
                 self._plan_arm(arm, time_s, planned, velocity, acceleration, targets[arm])
         horizon = self.config.prediction_horizon if horizon is None else horizon
         times = time_s + self.config.control_period_s * np.arange(1, horizon + 1)
@@ -181,8 +209,15 @@ class ScriptedExpert:
             out[times_s >= plan[-1].end_s] = 0.0
         return out
 
-    def _plan_arm(self, arm: int, start_s: float, p0: np.ndarray, v0: np.ndarray, a0: np.ndarray,
-                  target_m: np.ndarray) -> None:
+    def _plan_arm(
+        self,
+        arm: int,
+        start_s: float,
+        p0: np.ndarray,
+        v0: np.ndarray,
+        a0: np.ndarray,
+        target_m: np.ndarray,
+    ) -> None:
         c = self.config
         lo, hi = self._lower[arm_slice(arm)], self._upper[arm_slice(arm)]
         base, yaw = self.sim_config.base_pose(arm)
@@ -190,7 +225,9 @@ class ScriptedExpert:
         gripper_open, gripper_closed = hi[GRIPPER_INDEX], lo[GRIPPER_INDEX]
 
         def pose(ee_xyz: np.ndarray, gripper: float) -> np.ndarray:
-            return np.append(top_down_ik(self._links, base, yaw, ee_xyz, wrist_rotate, lo, hi), gripper)
+            return np.append(
+                top_down_ik(self._links, base, yaw, ee_xyz, wrist_rotate, lo, hi), gripper
+            )
 
         pregrasp_z = target_m[2] + c.pregrasp_height_m
         waypoints: list[tuple[np.ndarray, float]] = []
@@ -198,10 +235,14 @@ class ScriptedExpert:
         if ee_now[2] < pregrasp_z - 0.02:
             # Low (mid-descent when the cube moved): rise straight up before crossing over.
             try:
-                waypoints.append((pose(np.array([ee_now[0], ee_now[1], pregrasp_z]), gripper_open), 0.0))
+                waypoints.append(
+                    (pose(np.array([ee_now[0], ee_now[1], pregrasp_z]), gripper_open), 0.0)
+                )
             except UnreachableError:
                 pass
-        waypoints.append((pose(target_m + [0.0, 0.0, c.pregrasp_height_m], gripper_open), c.min_approach_s))
+        waypoints.append(
+            (pose(target_m + [0.0, 0.0, c.pregrasp_height_m], gripper_open), c.min_approach_s)
+        )
         waypoints.append((pose(target_m, gripper_open), c.min_descend_s))
         grasp = waypoints[-1][0]
         waypoints.append((np.append(grasp[:ARM_JOINTS], gripper_closed), c.close_duration_s))
@@ -218,10 +259,14 @@ class ScriptedExpert:
 
     def _duration(self, arm: int, delta: np.ndarray, min_duration_s: float) -> float:
         """Shortest time, rounded up to whole control periods, that keeps a rest-to-rest
-        minimum-jerk move within the expert's velocity and acceleration budget."""
+        minimum-jerk move within the expert's velocity and acceleration budget.
+        """
         distance = np.abs(delta)
         vmax, amax = self._vmax[arm_slice(arm)], self._amax[arm_slice(arm)]
         by_velocity = np.max(_MIN_JERK_PEAK_VELOCITY * distance / vmax)
         by_acceleration = np.max(np.sqrt(_MIN_JERK_PEAK_ACCELERATION * distance / amax))
         duration = max(min_duration_s, by_velocity, by_acceleration, self.config.control_period_s)
-        return math.ceil(duration / self.config.control_period_s - 1e-9) * self.config.control_period_s
+        return (
+            math.ceil(duration / self.config.control_period_s - 1e-9)
+            * self.config.control_period_s
+        )

@@ -6,6 +6,7 @@ up and the forearm and gripper point forward (+x of the arm base). A positive pi
 tilts the link down. The gripper frame's x axis is the approach direction and its y axis the
 direction in which the fingers open.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,12 +64,16 @@ def forward_kinematics(
     (fingertip centre); and ``gripper_rotation`` (3, 3) whose columns are the gripper's
     approach (x), finger-opening (y) and third (z) axes.
     """
-    waist, shoulder, elbow, forearm_roll, wrist_angle, wrist_rotate = (float(j) for j in joints[:6])
+    waist, shoulder, elbow, forearm_roll, wrist_angle, wrist_rotate = (
+        float(j) for j in joints[:6]
+    )
     base = np.asarray(base_xyz_m, dtype=float)
     rotation = _rot_z(base_yaw_rad + waist)
     p_shoulder = base + np.array([0.0, 0.0, links.shoulder_height_m])
     rotation = rotation @ _rot_y(shoulder)
-    p_elbow = p_shoulder + rotation @ np.array([links.upper_arm_offset_m, 0.0, links.upper_arm_length_m])
+    p_elbow = p_shoulder + rotation @ np.array(
+        [links.upper_arm_offset_m, 0.0, links.upper_arm_length_m]
+    )
     # The forearm roll axis lies along the forearm, so where on it the joint sits does not
     # change any point of the chain.
     rotation = rotation @ _rot_y(elbow) @ _rot_x(forearm_roll)
@@ -98,7 +103,9 @@ def top_down_ik(
     fingers open tangentially (across the line from the base); with +pi/2 radially.
     Raises UnreachableError when the point is out of reach or a joint leaves [lower, upper].
     """
-    local = _rot_z(-base_yaw_rad) @ (np.asarray(end_effector_xyz_m, dtype=float) - np.asarray(base_xyz_m))
+    local = _rot_z(-base_yaw_rad) @ (
+        np.asarray(end_effector_xyz_m, dtype=float) - np.asarray(base_xyz_m)
+    )
     waist = math.atan2(local[1], local[0])
     radial = math.hypot(local[0], local[1])
     # Planar problem in (radial, height) with elevation angles measured up from horizontal.
@@ -109,12 +116,14 @@ def top_down_ik(
     cos_bend = (dx * dx + dz * dz - upper_len**2 - fore_len**2) / (2.0 * upper_len * fore_len)
     if not -1.0 <= cos_bend <= 1.0:
         raise UnreachableError(
-            f"end effector {np.round(end_effector_xyz_m, 3).tolist()} is out of reach of the arm at "
+            f"end effector {np.round(end_effector_xyz_m, 3).tolist()} is out of reach of the arm "
+            "at "
             f"{np.round(base_xyz_m, 3).tolist()} for a top-down grasp"
         )
     bend = math.acos(cos_bend)  # elevation of upper arm minus elevation of forearm (elbow up)
     upper_elev = math.atan2(dz, dx) + math.atan2(
-        fore_len * math.sin(bend), upper_len + fore_len * math.cos(bend))
+        fore_len * math.sin(bend), upper_len + fore_len * math.cos(bend)
+    )
     fore_elev = upper_elev - bend
     zero_pose_upper_elev = math.atan2(links.upper_arm_length_m, links.upper_arm_offset_m)
     shoulder = zero_pose_upper_elev - upper_elev
@@ -127,6 +136,7 @@ def top_down_ik(
         if outside.any():
             raise UnreachableError(
                 f"top-down grasp at {np.round(end_effector_xyz_m, 3).tolist()} needs joints "
-                f"{np.flatnonzero(outside).tolist()} outside their limits: {np.round(joints, 3).tolist()}"
+                f"{np.flatnonzero(outside).tolist()} outside their limits: "
+                f"{np.round(joints, 3).tolist()}"
             )
     return joints

@@ -5,6 +5,7 @@ distance function over its bounding box only, and coverage is a one-pixel ramp s
 motion of an object changes the image smoothly (a CNN can then localise it finer than a pixel).
 Occlusion is the painter's algorithm: the caller draws far primitives first.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,13 +65,19 @@ def _box(
     return slice(r0, r1), slice(c0, c1), cols, rows
 
 
-def _blend(canvas: np.ndarray, rows: slice, cols: slice, coverage: np.ndarray, color: np.ndarray) -> None:
+def _blend(
+    canvas: np.ndarray, rows: slice, cols: slice, coverage: np.ndarray, color: np.ndarray
+) -> None:
     region = canvas[rows, cols]
     region += coverage[..., None] * (color - region)
 
 
 def draw_capsule(
-    canvas: np.ndarray, start_px: np.ndarray, end_px: np.ndarray, radius_px: float, color: np.ndarray
+    canvas: np.ndarray,
+    start_px: np.ndarray,
+    end_px: np.ndarray,
+    radius_px: float,
+    color: np.ndarray,
 ) -> None:
     """A thick line with round caps (all points within ``radius_px`` of the segment)."""
     radius = max(float(radius_px), 0.5)
@@ -110,8 +117,11 @@ def draw_convex_polygon(canvas: np.ndarray, vertices_px: np.ndarray, color: np.n
     scale = np.where(area2 > 0, 1.0, -1.0) / lengths[keep]
     normal_c, normal_r = edges[keep, 1] * scale, -edges[keep, 0] * scale
     offset = -(normal_c * vertices[keep, 0] + normal_r * vertices[keep, 1])
-    sdf = (normal_c[:, None, None] * col_grid + normal_r[:, None, None] * row_grid
-           + offset[:, None, None]).max(axis=0)
+    sdf = (
+        normal_c[:, None, None] * col_grid
+        + normal_r[:, None, None] * row_grid
+        + offset[:, None, None]
+    ).max(axis=0)
     coverage = np.clip(0.5 - sdf, 0.0, 1.0).astype(np.float32)
     _blend(canvas, rows, cols, coverage, color)
 

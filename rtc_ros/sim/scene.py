@@ -3,6 +3,7 @@
 Arms are drawn as capsules and cubes as shaded boxes, far ones first (painter's algorithm),
 with Gaussian pixel noise; the floor and table, which never move, are drawn once per size.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,11 +50,18 @@ class SceneRenderer:
         key = (height or c.image_height, width or c.image_width)
         if key not in self._cameras:
             self._cameras[key] = PinholeCamera(
-                c.camera_position_m, c.camera_look_at_m, c.camera_vertical_fov_deg, *key)
+                c.camera_position_m, c.camera_look_at_m, c.camera_vertical_fov_deg, *key
+            )
         return self._cameras[key]
 
-    def render(self, q: np.ndarray, cubes: list[Cube], noise_rng: np.random.Generator,
-               height: int | None = None, width: int | None = None) -> np.ndarray:
+    def render(
+        self,
+        q: np.ndarray,
+        cubes: list[Cube],
+        noise_rng: np.random.Generator,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> np.ndarray:
         """The image of joints ``q`` and ``cubes``, uint8 (height, width, 3) RGB."""
         c = self.config
         camera = self.camera(height, width)
@@ -72,8 +80,8 @@ class SceneRenderer:
         n_seg = len(segments)
         cube_corners = np.concatenate([cube.corners(c.cube_size_m) for cube in cubes])  # (16, 3)
         px, depth = camera.project(np.concatenate([segments.reshape(-1, 3), cube_corners]))
-        seg_px = px[:2 * n_seg].reshape(n_seg, 2, 2)
-        seg_depth = depth[:2 * n_seg].reshape(n_seg, 2).mean(axis=1)
+        seg_px = px[: 2 * n_seg].reshape(n_seg, 2, 2)
+        seg_depth = depth[: 2 * n_seg].reshape(n_seg, 2).mean(axis=1)
         radii_px = _SEGMENT_RADII_M * camera.focal_px / np.maximum(seg_depth, 1e-3)
         primitives = []  # (depth, draw function, args): painter's algorithm, far first
         for i in range(n_seg):
@@ -83,7 +91,10 @@ class SceneRenderer:
             corners = slice(2 * n_seg + 8 * arm, 2 * n_seg + 8 * arm + 8)
             cube_px, cube_depth = px[corners], depth[corners]
             # The whole silhouette in a darker shade (sides), then the top face over it.
-            silhouette, top = (convex_hull(cube_px), _CUBE_SIDE_COLORS[arm]), (cube_px[4:], _CUBE_COLORS[arm])
+            silhouette, top = (
+                (convex_hull(cube_px), _CUBE_SIDE_COLORS[arm]),
+                (cube_px[4:], _CUBE_COLORS[arm]),
+            )
             primitives.append((cube_depth.mean(), draw_convex_polygon, silhouette))
             primitives.append((cube_depth[4:].mean() - 1e-3, draw_convex_polygon, top))
         for _, draw, args in sorted(primitives, key=lambda item: -item[0]):

@@ -5,6 +5,7 @@ perturbs every action with noise, starts from a random state, and has an expert 
 one of several distinct strategies whose average fails. They stand in for the paper's
 Kinetix levels, whose expert policies are not available.
 """
+
 from __future__ import annotations
 
 from rtc_ros.bench.tasks.base import Task

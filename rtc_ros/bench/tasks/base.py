@@ -5,6 +5,7 @@ functions of a state dataclass, so the same code steps the noisy episodes and th
 copy that rolls the expert forward to make a chunk. Episodes that have ended (success or
 crash) are frozen: later steps leave their state unchanged.
 """
+
 from __future__ import annotations
 
 import abc
@@ -106,7 +107,9 @@ class Task(abc.ABC, Generic[State]):
 
     # -- the scripted expert -------------------------------------------------------------
     def expert_action(self, modes: np.ndarray | None = None) -> np.ndarray:
-        """(B, action_dim) the expert's next action from the true state (episode's modes by default)."""
+        """(B, action_dim) the expert's next action from the true state (episode's modes by
+        default).
+        """
         modes = self._require_modes() if modes is None else modes
         return np.clip(self._expert(self._require_state(), modes), -1.0, 1.0)
 

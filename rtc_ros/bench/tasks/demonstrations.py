@@ -1,4 +1,5 @@
 """Expert demonstrations for behaviour cloning: observations paired with the expert's chunks."""
+
 from __future__ import annotations
 
 import numpy as np

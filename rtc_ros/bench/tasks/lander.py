@@ -9,6 +9,7 @@ else, or faster, or leaving the arena, ends it as a failure.
 Multimodal expert: it picks a pad at random, flies over it at a safe height and descends.
 The average of the two strategies hovers between the pads until time runs out.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -90,7 +91,9 @@ class TwoPadLander(Task[LanderState]):
         )
 
     def _observe(self, state: LanderState) -> np.ndarray:
-        return np.concatenate([state.position, state.velocity, state.pads, state.wind[:, None]], axis=1)
+        return np.concatenate(
+            [state.position, state.velocity, state.pads, state.wind[:, None]], axis=1
+        )
 
     def _expert(self, state: LanderState, modes: np.ndarray) -> np.ndarray:
         pad = np.take_along_axis(state.pads, modes[:, :1], axis=1)[:, 0]

@@ -9,6 +9,7 @@ as a failure; coming within 0.12 of the goal ends it as a success.
 Multimodal expert: for each disc it picks a side (left or right) at random, so there are
 four strategies; averaging left and right steers into the disc.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -92,7 +93,13 @@ class ObstacleNavigation(Task[NavigationState]):
 
     def _observe(self, state: NavigationState) -> np.ndarray:
         return np.concatenate(
-            [state.position, state.velocity, state.goal, state.obstacles.reshape(-1, 4), state.wind],
+            [
+                state.position,
+                state.velocity,
+                state.goal,
+                state.obstacles.reshape(-1, 4),
+                state.wind,
+            ],
             axis=1,
         )
 
@@ -119,10 +126,14 @@ class ObstacleNavigation(Task[NavigationState]):
         closeness = np.clip((_OBSTACLE_RADIUS + _CLEARANCE - gap) / _CLEARANCE, 0.0, None)
         tangent = sides[..., None] * np.stack([-away[..., 1], away[..., 0]], axis=2)
         desired_velocity += (
-            _CIRCULATION_GAIN * _CRUISE_SPEED * np.sum(closeness * tangent / np.maximum(gap, 1e-6), axis=1)
+            _CIRCULATION_GAIN
+            * _CRUISE_SPEED
+            * np.sum(closeness * tangent / np.maximum(gap, 1e-6), axis=1)
         )
         acceleration = (
-            _VELOCITY_GAIN * (desired_velocity - state.velocity) - state.wind + _DRAG * state.velocity
+            _VELOCITY_GAIN * (desired_velocity - state.velocity)
+            - state.wind
+            + _DRAG * state.velocity
         )
         return acceleration / _ACCELERATION_SCALE
 

@@ -11,6 +11,7 @@ Multimodal expert: it reaches with the elbow bent one way or the other (the two 
 kinematics solutions), which swings the shoulder up clockwise or counter-clockwise. The
 average of the two strategies cancels the shoulder torque and keeps the arm hanging.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,9 +69,13 @@ def _dynamics_terms(angles: np.ndarray, rates: np.ndarray):
     m22 = np.full_like(m11, mass * length**2)
     h = mass * length**2 * sin2
     cos12 = np.cos(angles[:, 0] + angles[:, 1])
-    gravity1 = 2 * mass * _GRAVITY * length * np.cos(angles[:, 0]) + mass * _GRAVITY * length * cos12
+    gravity1 = (
+        2 * mass * _GRAVITY * length * np.cos(angles[:, 0]) + mass * _GRAVITY * length * cos12
+    )
     gravity2 = mass * _GRAVITY * length * cos12
-    bias1 = -h * (2 * rates[:, 0] * rates[:, 1] + rates[:, 1] ** 2) + gravity1 + _DAMPING * rates[:, 0]
+    bias1 = (
+        -h * (2 * rates[:, 0] * rates[:, 1] + rates[:, 1] ** 2) + gravity1 + _DAMPING * rates[:, 0]
+    )
     bias2 = h * rates[:, 0] ** 2 + gravity2 + _DAMPING * rates[:, 1]
     return m11, m12, m22, np.stack([bias1, bias2], axis=1)
 
@@ -93,7 +98,9 @@ class TwoLinkReach(Task[ReachState]):
     def _initial_state(self, batch_size: int, rng: np.random.Generator) -> ReachState:
         b = batch_size
         return ReachState(
-            angles=np.stack([-np.pi / 2 + rng.normal(0.0, 0.1, b), rng.normal(0.0, 0.1, b)], axis=1),
+            angles=np.stack(
+                [-np.pi / 2 + rng.normal(0.0, 0.1, b), rng.normal(0.0, 0.1, b)], axis=1
+            ),
             rates=rng.normal(0.0, 0.1, (b, 2)),
             target_angle=np.pi / 2 + rng.uniform(-0.4, 0.4, b),
             target_radius=rng.uniform(0.55, 0.8, b),
@@ -111,7 +118,10 @@ class TwoLinkReach(Task[ReachState]):
             rhs = torques - bias
             det = m11 * m22 - m12**2
             accelerations = np.stack(
-                [(m22 * rhs[:, 0] - m12 * rhs[:, 1]) / det, (m11 * rhs[:, 1] - m12 * rhs[:, 0]) / det],
+                [
+                    (m22 * rhs[:, 0] - m12 * rhs[:, 1]) / det,
+                    (m11 * rhs[:, 1] - m12 * rhs[:, 0]) / det,
+                ],
                 axis=1,
             )
             rates = rates + step_s * accelerations
@@ -154,14 +164,22 @@ class TwoLinkReach(Task[ReachState]):
         j21, j22 = _LINK_LENGTH * (c1 + c12), _LINK_LENGTH * c12
         det = j11 * j22 - j12 * j21
         vx, vy = target_velocity[:, 0], target_velocity[:, 1]
-        desired_rates = np.stack([(j22 * vx - j12 * vy) / det, (j11 * vy - j21 * vx) / det], axis=1)
+        desired_rates = np.stack(
+            [(j22 * vx - j12 * vy) / det, (j11 * vy - j21 * vx) / det], axis=1
+        )
         error = _wrap(desired - state.angles)
         m11, m12, m22, bias = _dynamics_terms(state.angles, state.rates)
         command = _POSITION_GAIN * error + _VELOCITY_GAIN * (desired_rates - state.rates)
-        torques = np.stack(
-            [m11 * command[:, 0] + m12 * command[:, 1], m12 * command[:, 0] + m22 * command[:, 1]],
-            axis=1,
-        ) + bias
+        torques = (
+            np.stack(
+                [
+                    m11 * command[:, 0] + m12 * command[:, 1],
+                    m12 * command[:, 0] + m22 * command[:, 1],
+                ],
+                axis=1,
+            )
+            + bias
+        )
         return torques / _TORQUE_SCALE
 
     def _succeeded(self, state: ReachState) -> np.ndarray:

@@ -3,9 +3,10 @@
 A controller is called once per tick with the task and returns the (B, action_dim) actions
 to apply. :func:`run_episodes` plays one batch of full episodes with it.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
