@@ -74,7 +74,8 @@ def test_rtc_node_runs_a_lerobot_smolvla_folder_on_the_simulated_robot(graph, sm
     assert all(
         c.joint_names == JOINTS and np.all(np.isfinite(c.points[0].positions)) for c in commands
     )
-    assert chunks and all(c.method == "rtc_soft" and c.guidance == "vjp" for c in chunks)
+    guidance = node.params.guidance.value
+    assert chunks and all(c.method == "rtc_soft" and c.guidance == guidance for c in chunks)
 
     task = graph.probe.create_publisher(String, "rtc/task", 10)
     graph.wait_for(
