@@ -30,6 +30,7 @@ from rtc_ros.core.config import ChunkingConfig, GuidanceMode, InferenceSettings,
 from rtc_ros.core.scheduler import ExecutorSpec
 from rtc_ros.runtime.command_filter import JointLimits
 from rtc_ros.runtime.realtime import RealtimeSettings
+from rtc_ros.sim.config import ARM_JOINT_SUFFIXES, ARMS
 
 
 class CommandFormat(enum.Enum):
@@ -177,19 +178,8 @@ def _describe(
     return descriptor
 
 
-_DEFAULT_JOINTS = [
-    f"{arm}_{joint}"
-    for arm in ("left", "right")
-    for joint in (
-        "waist",
-        "shoulder",
-        "elbow",
-        "forearm_roll",
-        "wrist_angle",
-        "wrist_rotate",
-        "gripper",
-    )
-]
+# The defaults are the ALOHA-style bimanual layout the shipped config and simulator use.
+_DEFAULT_JOINTS = [f"{arm}_{joint}" for arm in ARMS for joint in ARM_JOINT_SUFFIXES]
 
 # name: (default, descriptor). Defaults are the paper's real-robot values at 50 Hz.
 DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
