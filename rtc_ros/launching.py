@@ -1,0 +1,135 @@
+"""What robot.launch.py and sim_demo.launch.py share: their arguments, checked before anything
+starts, and what launch does when one of their nodes dies.
+
+Every argument is checked before the first node starts (a launch file that started the robot's
+simulator and then failed on a mistyped argument would leave it running alone). A node that
+exits on its own, which only happens on a failure, either stops the whole launch with a
+non-zero exit status (``on_failure:=shutdown``, the default) or is started again
+(``on_failure:=respawn``).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+
+from launch.actions import DeclareLaunchArgument, EmitEvent
+from launch.events import Shutdown
+from launch.substitutions import LaunchConfiguration
+
+from rtc_ros.nodes.parameters import ControllerPlacement, check_device
+
+
+class OnFailure(enum.Enum):
+    SHUTDOWN = "shutdown"
+    RESPAWN = "respawn"
+
+
+ROBOT_ARGUMENTS = {
+    "config": "Parameter file: joints, limits, RTC settings (default: the shipped bimanual.yaml)",
+    "namespace": "Namespace of every node and topic",
+    "device": "torch device: cpu, cuda or cuda:N",
+    "policy": "LeRobot save_pretrained folder (smolvla, pi0, pi05), .pt checkpoint or name "
+    "(builtin-pi0); empty for the shipped bimanual demo policy",
+    "policy_type": "Overrides the policy kind detected from the path",
+    "task": "Language instruction for VLA policies",
+    "controller": "Where the composed node's control loop runs: process or thread; "
+    "empty: as in config (ignored with split:=true)",
+    "split": "true: separate inference and controller nodes over topics",
+    "joint_states_topic": "Where the robot publishes sensor_msgs/JointState",
+    "camera_name": "The camera in config's camera_names that camera_topic feeds",
+    "camera_topic": "Where the robot publishes that camera's sensor_msgs/Image "
+    "(default: <camera_name>/image_raw)",
+    "commands_topic": "Command topic of the robot's controller (format: command_format)",
+    "on_failure": "When a node dies: shutdown (stop everything, exit non-zero) "
+    "or respawn (start it again)",
+    "respawn_delay": "Seconds before a node is started again with on_failure:=respawn",
+}
+"""Name -> description of robot.launch.py's arguments; sim_demo.launch.py forwards them all."""
+
+_CHOICES = {
+    "controller": ["", ControllerPlacement.PROCESS.value, ControllerPlacement.THREAD.value],
+    "split": ["true", "false"],
+    "on_failure": [m.value for m in OnFailure],
+}
+
+
+def share_path(*parts: str) -> str:
+    """A file of the installed package: share/rtc_ros/<parts>."""
+    from ament_index_python.packages import get_package_share_directory
+
+    return os.path.join(get_package_share_directory("rtc_ros"), *parts)
+
+
+def robot_remappings(values: dict[str, str]) -> list[tuple[str, str]]:
+    """The robot's topics as the arguments name them (the simulator's and the nodes' alike)."""
+    return [
+        ("joint_states", values["joint_states_topic"]),
+        (f"{values['camera_name']}/image_raw", values["camera_topic"]),
+        ("commands", values["commands_topic"]),
+    ]
+
+
+def declare_robot_arguments() -> list[DeclareLaunchArgument]:
+    defaults = {
+        "config": share_path("config", "bimanual.yaml"),
+        "device": "cpu",
+        "split": "false",
+        "camera_name": "top",
+        "joint_states_topic": "joint_states",
+        "commands_topic": "commands",
+        "on_failure": "shutdown",
+        "respawn_delay": "2.0",
+    }
+    return [
+        DeclareLaunchArgument(
+            name,
+            default_value=defaults.get(name, ""),
+            description=description,
+            choices=_CHOICES.get(name),
+        )
+        for name, description in ROBOT_ARGUMENTS.items()
+    ]
+
+
+def robot_argument_values(context) -> dict[str, str]:
+    """The arguments' values, checked; ValueError names the first bad one and what it must be."""
+    values = {name: LaunchConfiguration(name).perform(context) for name in ROBOT_ARGUMENTS}
+    if not values["camera_topic"]:
+        values["camera_topic"] = f"{values['camera_name']}/image_raw"
+    check_robot_arguments(values)
+    return values
+
+
+def check_robot_arguments(values: dict[str, str]) -> None:
+    for name, choices in _CHOICES.items():
+        if values[name] not in choices:
+            raise ValueError(
+                f"{name}:={values[name]!r} is not one of {', '.join(repr(c) for c in choices)}"
+            )
+    if not os.path.isfile(values["config"]):
+        raise ValueError(f"config:={values['config']}: no such file")
+    check_device(values["device"])
+    try:
+        delay_s = float(values["respawn_delay"])
+    except ValueError:
+        delay_s = -1.0
+    if not delay_s >= 0:
+        raise ValueError(
+            f"respawn_delay:={values['respawn_delay']!r} must be a number of seconds >= 0"
+        )
+
+
+def _stop_launch(event, context):
+    """A required node ended: shut everything down; an error exit makes launch exit non-zero."""
+    name = event.action.name
+    if event.returncode == 0:
+        return [EmitEvent(event=Shutdown(reason=f"{name} exited"))]
+    raise RuntimeError(f"{name} exited with code {event.returncode}: shutting down")
+
+
+def failure_handling(values: dict[str, str]) -> dict:
+    """Keyword arguments for a launch_ros Node that the launch depends on."""
+    if OnFailure(values["on_failure"]) is OnFailure.RESPAWN:
+        return {"respawn": True, "respawn_delay": float(values["respawn_delay"])}
+    return {"on_exit": _stop_launch}
