@@ -31,13 +31,20 @@ def _ramp_chunk(sequence: int, start_tick: int, run_id: int = 0) -> Chunk:
     return Chunk(np.stack([ticks, -ticks], axis=1), start_tick, sequence, run_id=run_id)
 
 
-def _loop(sent: list, period_s: float = 0.01, modes=None):
+def _loop(sent: list, period_s: float = 0.01, modes=None, measured_positions=None):
     chunks, states = AtomicSlot(), AtomicSlot()
     command_filter = CommandFilter(LIMITS)
     command_filter.reset(np.zeros(2))
     return (
         ControlLoop(
-            period_s, ChunkExecutor(), chunks, states, command_filter, sent.append, modes=modes
+            period_s,
+            ChunkExecutor(),
+            chunks,
+            states,
+            command_filter,
+            sent.append,
+            modes=modes,
+            measured_positions=measured_positions,
         ),
         chunks,
         states,
@@ -351,15 +358,16 @@ def test_the_control_process_takes_a_new_synchronous_pause_while_running():
 
 
 def test_a_hold_stops_commanding_at_once_and_a_resume_starts_from_the_measured_positions():
-    sent, modes = [], AtomicSlot()
-    loop, chunks, states = _loop(sent, modes=modes)
+    sent, modes, measured = [], AtomicSlot(), AtomicSlot()
+    loop, chunks, states = _loop(sent, modes=modes, measured_positions=measured.latest)
     chunks.publish(_ramp_chunk(0, 0))
     loop.step()
     modes.publish(ControlMode(request=1, holding=True))
     for _ in range(3):
         loop.step()
     assert len(sent) == 1 and states.latest().holding
-    modes.publish(ControlMode(request=2, holding=False, start_positions=(5.0, 5.0)))
+    measured.publish(np.array([5.0, 5.0]))  # the robot was reset meanwhile
+    modes.publish(ControlMode(request=2, holding=False))
     loop.step()
     assert len(sent) == 1  # the chunk planned before the hold never runs
     chunks.publish(
@@ -381,3 +389,13 @@ def test_seams_and_in_chunk_steps_are_measured_apart():
     report = loop.report()
     assert report.seam_step_p50_rad == 0.5 and report.seam_step_max_rad == 0.5
     assert report.in_chunk_step_p50_rad == 0.0
+
+
+def test_the_first_command_is_rate_limited_from_the_newest_measured_positions():
+    sent, measured = [], [np.array([4.5, -4.5])]  # the robot moved since the filter was seeded
+    loop, chunks, _ = _loop(sent, measured_positions=lambda: measured[-1])
+    chunks.publish(Chunk(np.full((H, 2), [5.0, -5.0]), 0, 0))
+    loop.step()
+    measured.append(np.zeros(2))  # read once per epoch: later measurements change nothing
+    loop.step()
+    assert np.allclose(sent, [[5.0, -5.0], [5.0, -5.0]])

@@ -1,8 +1,10 @@
 """How the inference node reaches the control loop: a thread, a process, or a topic.
 
 All three offer the same small interface to the inference worker: ``controller_state()``,
-``publish_chunk(chunk)``, ``report()``, ``start(initial_positions)``, ``reconfigure(executor)``
-(a new s_min changes the synchronous baseline's pause), ``set_mode(mode)`` (hold and resume),
+``publish_chunk(chunk)``, ``publish_measured(positions)`` (the robot's newest joint positions,
+where the first command of each epoch is rate limited from), ``report()``,
+``start(initial_positions)``, ``reconfigure(executor)`` (a new s_min changes the synchronous
+baseline's pause), ``set_mode(mode)`` (hold and resume),
 ``close()``, and ``failure()``: why the controller is gone (None while it runs), with ``FATAL``
 saying whether the node must then stop (a thread or process of its own) or wait for it (a
 remote controller).
@@ -89,6 +91,7 @@ class ThreadControllerLink:
         self._states: AtomicSlot[ControllerState] = AtomicSlot()
         self._executor_specs: AtomicSlot[ExecutorSpec] = AtomicSlot()
         self._modes: AtomicSlot[ControlMode] = AtomicSlot()
+        self._measured: AtomicSlot[np.ndarray] = AtomicSlot()
         self._filter = CommandFilter(params.joint_limits())
         commands = CommandPublisher(node, params)
         # Priority and affinity for the loop's thread, but no mlockall: that would lock the
@@ -105,6 +108,7 @@ class ThreadControllerLink:
             executor_specs=self._executor_specs,
             realtime_settings=settings,
             modes=self._modes,
+            measured_positions=self._measured.latest,
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -126,6 +130,9 @@ class ThreadControllerLink:
 
     def set_mode(self, mode: ControlMode) -> None:
         self._modes.publish(mode)
+
+    def publish_measured(self, positions: np.ndarray) -> None:
+        self._measured.publish(positions)
 
     def report(self) -> ControllerReport:
         return self._loop.report()
@@ -259,6 +266,10 @@ class ProcessControllerLink:
         if self._process is not None:
             self._process.set_mode(mode)
 
+    def publish_measured(self, positions: np.ndarray) -> None:
+        if self._process is not None:
+            self._process.publish_measured_positions(positions)
+
     def report(self) -> ControllerReport:
         return ControllerReport() if self._process is None else self._process.report()
 
@@ -319,6 +330,9 @@ class TopicControllerLink:
         """The controller node executes by its own parameters (set its min_execution_horizon
         too).
         """
+
+    def publish_measured(self, positions: np.ndarray) -> None:
+        """The controller node measures the joint positions itself."""
 
     def set_mode(self, mode: ControlMode) -> None:
         self._node.get_logger().error(

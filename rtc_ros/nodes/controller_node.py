@@ -62,6 +62,11 @@ class ControllerNode(Node):
         self._states = AtomicSlot()
         self._executor_specs = AtomicSlot()
         self._tick_publisher = self.create_publisher(ControllerTick, "controller_tick", CHUNK_QOS)
+        self._joints = ObservationAssembler(
+            ObservationSpec(
+                p.joint_names, (), (3, 1, 1), max_age_s=1.0, max_future_s=p.max_clock_skew_s
+            )
+        )
         self._filter = CommandFilter(p.joint_limits())
         commands = CommandPublisher(self, p)
         self.loop = ControlLoop(
@@ -75,11 +80,7 @@ class ControllerNode(Node):
             robot_connected=commands.connected,
             executor_specs=self._executor_specs,
             realtime_settings=p.realtime_settings(),
-        )
-        self._joints = ObservationAssembler(
-            ObservationSpec(
-                p.joint_names, (), (3, 1, 1), max_age_s=1.0, max_future_s=p.max_clock_skew_s
-            )
+            measured_positions=self._joints.joint_positions,
         )
         self.rejected_chunks = 0
         self.create_subscription(
@@ -109,8 +110,6 @@ class ControllerNode(Node):
         self._joints.set_time_limits(self._joints.spec.max_age_s, params.max_clock_skew_s)
 
     def _on_joint_state(self, message: JointState) -> None:
-        if self._thread.ident is not None:  # started already
-            return
         stamp = message.header.stamp.sec + message.header.stamp.nanosec * 1e-9
         try:
             self._joints.add_joint_state(
@@ -120,7 +119,8 @@ class ControllerNode(Node):
             self.get_logger().warning(f"rejected joint state: {error}", throttle_duration_sec=5.0)
             return
         positions = self._joints.joint_positions()
-        if not any(v != v for v in positions):  # every configured joint seen (no NaN left)
+        # Started once every configured joint has been seen (no NaN left).
+        if self._thread.ident is None and not any(v != v for v in positions):
             self._filter.reset(positions)
             self._thread.start()
             self.get_logger().info("joint states received: control loop started")

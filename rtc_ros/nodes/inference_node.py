@@ -192,6 +192,8 @@ class InferenceNode(Node):
             )
         except ObservationError as error:
             self.get_logger().warning(f"rejected joint state: {error}", throttle_duration_sec=5.0)
+            return
+        self.link.publish_measured(self.assembler.joint_positions())
 
     def _on_image(self, camera: str, message: Image) -> None:
         try:
@@ -245,13 +247,7 @@ class InferenceNode(Node):
             self.worker.start()
         else:
             self._mode_request += 1
-            self.link.set_mode(
-                ControlMode(
-                    self._mode_request,
-                    holding=False,
-                    start_positions=tuple(self.assembler.joint_positions()),
-                )
-            )
+            self.link.set_mode(ControlMode(self._mode_request, holding=False))
             self.get_logger().info("resumed: a fresh chunk from the new observation")
         self.phase = Phase.RUNNING
 

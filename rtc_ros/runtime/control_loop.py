@@ -154,30 +154,17 @@ class ControlMode:
     Each new ``request`` (a number that increases) begins a new epoch of the loop's executor:
     every chunk is dropped and nothing is executed until a chunk planned in that epoch arrives;
     ``holding`` (the robot is being reset) also stops planning.
-    ``start_positions``, the measured joint positions when resuming, seed the command filter so
-    that the first command is rate limited from where the robot is.
     """
 
     request: int
     holding: bool
-    start_positions: tuple[float, ...] | None = None
 
-    def to_array(self, joints: int) -> np.ndarray:
-        positions = (
-            np.full(joints, np.nan)
-            if self.start_positions is None
-            else np.asarray(self.start_positions)
-        )
-        return np.concatenate([[self.request, self.holding], positions]).astype(np.float64)
+    def to_array(self) -> np.ndarray:
+        return np.array([self.request, self.holding], dtype=np.float64)
 
     @classmethod
     def from_array(cls, values: np.ndarray) -> ControlMode:
-        positions = values[2:]
-        return cls(
-            int(values[0]),
-            bool(values[1]),
-            None if np.isnan(positions).any() else tuple(float(v) for v in positions),
-        )
+        return cls(int(values[0]), bool(values[1]))
 
 
 class ControlLoop:
@@ -197,6 +184,7 @@ class ControlLoop:
         safe_point_period_s: float = 0.2,
         period_errors_ms: RollingStats | None = None,
         modes: Slot | None = None,
+        measured_positions: Callable[[], np.ndarray | None] | None = None,
     ) -> None:
         """``robot_connected``: True once the robot's command subscription has matched the sink's
         publisher; the loop waits for it before its first tick. ``executor_specs``: where a new
@@ -205,7 +193,10 @@ class ControlLoop:
         ``safe_point_period_s`` right after a tick has sent its command, after the garbage
         collection (e.g. to publish :meth:`report`); ``period_errors_ms`` keeps the period errors
         elsewhere (shared memory). ``modes``: where the inference side publishes
-        :class:`ControlMode` (hold and resume).
+        :class:`ControlMode` (hold and resume). ``measured_positions``: the robot's newest
+        measured joint positions (None before the first); the first command of each epoch is
+        rate limited from them, not from the last command sent, which the robot may never
+        have reached (a reset, commands sent before it listened).
         """
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
@@ -225,6 +216,8 @@ class ControlLoop:
         self.period_errors_ms = RollingStats() if period_errors_ms is None else period_errors_ms
         self._modes = modes
         self._mode_request = 0
+        self._measured_positions = measured_positions
+        self._epoch_started = True
         self.ticks = 0
         self.commands_published = 0
         self.overruns = 0
@@ -245,12 +238,10 @@ class ControlLoop:
         if mode is not None and mode.request != self._mode_request:
             self._mode_request = mode.request
             self.executor.begin_epoch(mode.holding)
-            if mode.start_positions is not None:
-                self.command_filter.reset(np.asarray(mode.start_positions))
-            self._last_command = (
-                None  # the first command of an epoch starts from the robot, it is no seam
-            )
+            self._epoch_started = True
         result = self.executor.tick(self._chunks.latest())
+        if result.action is not None and self._epoch_started:
+            self._start_from_measured_positions()
         command = None if result.action is None else self.command_filter.apply(result.action)
         if command is not None:
             self._command_sink(command)
@@ -262,6 +253,13 @@ class ControlLoop:
         if self._on_tick is not None:
             self._on_tick(result, command)
         return result
+
+    def _start_from_measured_positions(self) -> None:
+        self._epoch_started = False
+        self._last_command = None  # the first command of an epoch starts from the robot: no seam
+        measured = None if self._measured_positions is None else self._measured_positions()
+        if measured is not None and np.all(np.isfinite(measured)):
+            self.command_filter.reset(measured)
 
     def _record_step(self, result: TickResult, command: np.ndarray) -> None:
         """Seam continuity as the robot receives it: command steps at swaps and inside chunks."""
@@ -358,13 +356,22 @@ def shared_report_slot(name: str, create: bool = False) -> SharedMemorySlot[Cont
     return SharedMemorySlot(name, _REPORT_WORDS, encode, ControllerReport.from_array, create)
 
 
-def shared_mode_slot(
-    name: str, joints: int, create: bool = False
-) -> SharedMemorySlot[ControlMode]:
+def shared_mode_slot(name: str, create: bool = False) -> SharedMemorySlot[ControlMode]:
     def encode(mode: ControlMode, out: np.ndarray) -> None:
-        out[:] = mode.to_array(joints)
+        out[:] = mode.to_array()
 
-    return SharedMemorySlot(name, 2 + joints, encode, ControlMode.from_array, create)
+    return SharedMemorySlot(name, 2, encode, ControlMode.from_array, create)
+
+
+def shared_positions_slot(
+    name: str, joints: int, create: bool = False
+) -> SharedMemorySlot[np.ndarray]:
+    """Measured joint positions, from the node to the control process."""
+
+    def encode(positions: np.ndarray, out: np.ndarray) -> None:
+        out[:] = positions
+
+    return SharedMemorySlot(name, joints, encode, np.copy, create)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -402,6 +409,7 @@ class ControlProcess:
             f"{prefix}_e",
             f"{prefix}_p",
             f"{prefix}_m",
+            f"{prefix}_q",
         )
         self._chunks = shared_chunk_slot(self._names[0], spec.chunk_shape, create=True)
         self._states = shared_state_slot(self._names[1], create=True)
@@ -415,7 +423,8 @@ class ControlProcess:
             self._period_errors_memory
         )
         self._final_period_errors = np.empty(0)
-        self._modes = shared_mode_slot(self._names[5], spec.chunk_shape[1], create=True)
+        self._modes = shared_mode_slot(self._names[5], create=True)
+        self._positions = shared_positions_slot(self._names[6], spec.chunk_shape[1], create=True)
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
         self._process = context.Process(
@@ -450,6 +459,9 @@ class ControlProcess:
     def set_mode(self, mode: ControlMode) -> None:
         self._modes.publish(mode)
 
+    def publish_measured_positions(self, positions: np.ndarray) -> None:
+        self._positions.publish(positions)
+
     def latest(self) -> Chunk | None:
         return self._chunks.latest()
 
@@ -473,7 +485,7 @@ class ControlProcess:
     @property
     def shared_memory_names(self) -> tuple[str, ...]:
         """The segments in /dev/shm: chunks, state, reports, executor spec, period errors,
-        modes.
+        modes, measured positions.
         """
         return self._names
 
@@ -499,7 +511,14 @@ class ControlProcess:
         self._period_errors = (
             None  # its arrays are views of the memory: released before closing it
         )
-        for slot in (self._chunks, self._states, self._reports, self._executor_specs, self._modes):
+        for slot in (
+            self._chunks,
+            self._states,
+            self._reports,
+            self._executor_specs,
+            self._modes,
+            self._positions,
+        ):
             slot.close()
         self._period_errors_memory.close()
         self._period_errors_memory.unlink()
@@ -560,7 +579,8 @@ def _control_process_main(
     states = shared_state_slot(names[1])
     reports = shared_report_slot(names[2])
     executor_specs = shared_executor_spec_slot(names[3])
-    modes = shared_mode_slot(names[5], spec.chunk_shape[1])
+    modes = shared_mode_slot(names[5])
+    positions = shared_positions_slot(names[6], spec.chunk_shape[1])
     command_filter = CommandFilter(spec.limits)
     command_filter.reset(
         None if spec.initial_positions is None else np.asarray(spec.initial_positions)
@@ -579,6 +599,7 @@ def _control_process_main(
         robot_connected=getattr(sink, "connected", None),
         executor_specs=executor_specs,
         modes=modes,
+        measured_positions=positions.latest,
         realtime_settings=spec.realtime,
         on_safe_point=lambda: reports.publish(loop.report()),
         safe_point_period_s=spec.report_period_s,
@@ -596,7 +617,7 @@ def _control_process_main(
                 parent_pid,
                 "died" if stop.orphaned else "sent SIGTERM",
             )
-        for slot in (chunks, states, reports, executor_specs, modes):
+        for slot in (chunks, states, reports, executor_specs, modes, positions):
             # An orphan removes the shared memory its dead parent created and can no longer remove.
             slot.close(unlink=stop.orphaned)
         del loop.period_errors_ms  # its arrays are views of the memory: released before closing it
