@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TARGETS = [name for name in ("rtc_ros", "test", "launch") if (REPO / name).exists()]
+# Every Python file of the repository, as the pre-commit hooks see them: the package, tests,
+# launch files, setup.py and the executables colcon installs (Python without a .py suffix).
+TARGETS = [
+    str(path.relative_to(REPO))
+    for path in [REPO / "rtc_ros", REPO / "test", REPO / "launch", REPO / "setup.py"]
+    + sorted((REPO / "scripts" / "colcon").glob("*"))
+    if path.exists()
+]
 
 
 def _run(*command: str) -> subprocess.CompletedProcess:
