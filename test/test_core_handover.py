@@ -1,6 +1,8 @@
+import dataclasses
 import multiprocessing
 import threading
 import uuid
+import weakref
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -58,10 +60,18 @@ def test_atomic_slot_never_shows_a_torn_or_older_chunk_under_a_fast_writer():
     assert last == 5000 and reads > 100
 
 
-def test_shared_memory_slot_never_shows_a_torn_or_older_chunk_under_a_fast_writer():
+# Both ways of proving a copy whole: the stamps alone (the default under x86-64's total store
+# order) and the stamps with the CRC32 of the copy (the default elsewhere).
+checksum_or_not = pytest.mark.parametrize("verify_checksum", [False, True])
+
+
+@checksum_or_not
+def test_shared_memory_slot_never_shows_a_torn_or_older_chunk_under_a_fast_writer(
+    verify_checksum,
+):
     name = f"rtc_test_{uuid.uuid4().hex[:8]}"
     writer = shared_chunk_slot(name, (H, M), create=True)
-    reader = shared_chunk_slot(name, (H, M))
+    reader = shared_chunk_slot(name, (H, M), verify_checksum=verify_checksum)
     try:
         reads, last = _stress(writer, reader, 5000)
         assert last == 5000 and reads > 100
@@ -77,10 +87,11 @@ def _write_chunks(name: str, count: int) -> None:
     writer.close()
 
 
-def test_shared_memory_slot_hands_chunks_across_processes():
+@checksum_or_not
+def test_shared_memory_slot_hands_chunks_across_processes(verify_checksum):
     name = f"rtc_test_{uuid.uuid4().hex[:8]}"
     owner = shared_chunk_slot(name, (H, M), create=True)
-    reader = shared_chunk_slot(name, (H, M))
+    reader = shared_chunk_slot(name, (H, M), verify_checksum=verify_checksum)
     try:
         process = multiprocessing.get_context("spawn").Process(
             target=_write_chunks, args=(name, 3000)
@@ -101,10 +112,10 @@ def test_shared_memory_slot_hands_chunks_across_processes():
         owner.close()
 
 
-def test_shared_memory_reader_rejects_a_corrupted_slot_and_keeps_the_last_good_chunk():
+def test_a_checksumming_reader_rejects_a_corrupted_slot_and_keeps_the_last_good_chunk():
     name = f"rtc_test_{uuid.uuid4().hex[:8]}"
     writer = shared_chunk_slot(name, (H, M), create=True)
-    reader = shared_chunk_slot(name, (H, M))
+    reader = shared_chunk_slot(name, (H, M), verify_checksum=True)
     try:
         writer.publish(_chunk(1))
         assert reader.latest().sequence == 1
@@ -118,6 +129,90 @@ def test_shared_memory_reader_rejects_a_corrupted_slot_and_keeps_the_last_good_c
     finally:
         reader.close()
         writer.close()
+
+
+@checksum_or_not
+def test_a_reader_rejects_a_slot_the_writer_has_begun_to_overwrite(verify_checksum):
+    name = f"rtc_test_{uuid.uuid4().hex[:8]}"
+    writer = shared_chunk_slot(name, (H, M), create=True)
+    reader = shared_chunk_slot(name, (H, M), verify_checksum=verify_checksum)
+    try:
+        writer.publish(_chunk(1))
+        assert reader.latest().sequence == 1
+        writer.publish(_chunk(2))  # slot 0, published
+        # The writer starting chunk 4 in slot 0 after the reader loaded sequence 2: it marks the
+        # slot (stamp -1) and writes part of the payload, as a reader in the middle of its copy
+        # would see it. Layout: published sequence, then slot 0's stamp, CRC and payload.
+        raw = shared_memory.SharedMemory(name=name)
+        np.ndarray((1,), dtype=np.int64, buffer=raw.buf, offset=8 * 1)[0] = -1
+        np.ndarray((50,), dtype=np.float64, buffer=raw.buf, offset=8 * (1 + 2 + 7))[:] = 4.0
+        raw.close()
+        assert reader.latest().sequence == 1 and reader.torn_reads > 0
+        writer.publish(_chunk(3))  # the writer's next publish is read whole
+        assert _consistent(reader.latest()) and reader.latest().sequence == 3
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_chunk_fields_round_trip_exactly_through_shared_memory():
+    name = f"rtc_test_{uuid.uuid4().hex[:8]}"
+    writer = shared_chunk_slot(name, (H, M), create=True)
+    reader = shared_chunk_slot(name, (H, M))
+    try:
+        actions = np.random.default_rng(0).standard_normal((H, M))
+        sent = Chunk(actions, 2**62 + 1, 2**61 + 3, 7, 11, 0.0375, -(2**62), 5)
+        writer.publish(sent)
+        received = reader.latest()
+        for field in dataclasses.fields(Chunk):
+            assert np.array_equal(getattr(received, field.name), getattr(sent, field.name))
+            assert type(getattr(received, field.name)) is type(getattr(sent, field.name))
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_reading_new_chunks_reuses_a_few_buffers_while_the_controller_keeps_two_chunks():
+    name = f"rtc_test_{uuid.uuid4().hex[:8]}"
+    writer = shared_chunk_slot(name, (H, M), create=True)
+    reader = shared_chunk_slot(name, (H, M))
+    try:
+        kept: list[Chunk] = []
+        memory = weakref.WeakValueDictionary()  # id -> the array holding a chunk's actions
+        new_memory = 0
+        for k in range(1, 200):
+            writer.publish(_chunk(k))
+            kept = [*kept, reader.latest()][-2:]  # e.g. the executing chunk and the one before
+            actions = kept[-1].actions
+            owner = actions if actions.base is None else actions.base
+            if memory.get(id(owner)) is not owner:
+                memory[id(owner)] = owner
+                new_memory += 1
+        assert all(_consistent(chunk) for chunk in kept) and kept[-1].sequence == 199
+        assert new_memory <= 4  # not one per chunk
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_chunk_of_a_read_only_view_equals_the_chunk_built_by_the_dataclass():
+    actions = np.arange(H * M, dtype=np.float64).reshape(H, M)
+    actions.flags.writeable = False
+    values = dict(
+        start_tick=3,
+        sequence=4,
+        inference_delay=5,
+        execution_horizon=6,
+        latency_s=0.25,
+        run_id=7,
+        epoch=8,
+    )
+    fast, built = Chunk.of_read_only_view(actions, **values), Chunk(actions, **values)
+    assert vars(fast).keys() == {field.name for field in dataclasses.fields(Chunk)}
+    for field in dataclasses.fields(Chunk):
+        assert getattr(fast, field.name) is getattr(built, field.name)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.sequence = 9
 
 
 def test_shared_state_slot_round_trips_the_controller_state():

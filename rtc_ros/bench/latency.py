@@ -9,7 +9,8 @@ vanilla, the breakdown into prefix (``encode``: image encoders and VLM prefill),
 (the n steps) and guidance (denoising time above vanilla's), and peak GPU memory. A chunk's
 latency runs from the observation to the chunk in host memory, as the controller gets it.
 It also times the controller-side handover read (``AtomicSlot.latest`` and
-``SharedMemorySlot.latest``, with and without a new chunk). Results go to DIR/latency.json.
+``SharedMemorySlot.latest``, with and without a new chunk; rtc_ros.bench.handover measures it
+alone, as the control process runs). Results go to DIR/latency.json.
 
 Models: ``reference`` (rtc_ros.policies.reference, untrained), ``builtin-pi0`` (the built-in
 pi0-shaped expert, rtc_ros.policies.action_expert), and ``lerobot-pi0``, ``lerobot-pi05``,
@@ -39,12 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from rtc_ros.bench.handover import format_results, measure_handover
 from rtc_ros.core.compiled import CompiledGuidedSampler
 from rtc_ros.core.guidance import GuidanceMode, guided_sample, pad_to_horizon
-from rtc_ros.core.handover import AtomicSlot, shared_chunk_slot
 from rtc_ros.core.masks import prefix_weights
 from rtc_ros.core.policy import paper_velocity
-from rtc_ros.core.scheduler import Chunk
 
 MODES: dict[str, GuidanceMode | None] = {
     "vanilla": None,
@@ -351,48 +351,6 @@ def _summarise(values: np.ndarray) -> dict:
     }
 
 
-def measure_handover(chunk_shape: tuple[int, int], reads: int) -> dict:
-    """Controller-side cost of one ``latest()`` read, in microseconds (median and p99)."""
-    rng = np.random.default_rng(0)
-    chunks = [
-        Chunk(rng.standard_normal(chunk_shape), start_tick=i, sequence=i + 1) for i in range(2)
-    ]
-    results: dict[str, dict[str, float]] = {}
-
-    def timed(
-        name: str, publish: Callable[[Chunk], None] | None, latest: Callable[[], Any]
-    ) -> None:
-        durations = np.empty(reads)
-        publish_each = publish is not None
-        for i in range(reads):
-            if publish_each:
-                publish(chunks[i % 2])
-            started = time.perf_counter_ns()
-            latest()
-            durations[i] = time.perf_counter_ns() - started
-        results[name] = {
-            "median_us": float(np.median(durations)) / 1e3,
-            "p99_us": float(np.percentile(durations, 99)) / 1e3,
-        }
-
-    atomic: AtomicSlot[Chunk] = AtomicSlot()
-    atomic.publish(chunks[0])
-    timed("atomic_slot_unchanged", None, atomic.latest)
-    timed("atomic_slot_new_chunk", atomic.publish, atomic.latest)
-    name = f"rtc_latency_{os.getpid()}"
-    writer = shared_chunk_slot(name, chunk_shape, create=True)
-    reader = shared_chunk_slot(name, chunk_shape)
-    try:
-        writer.publish(chunks[0])
-        reader.latest()
-        timed("shared_memory_slot_unchanged", None, reader.latest)
-        timed("shared_memory_slot_new_chunk", writer.publish, reader.latest)
-    finally:
-        reader.close()
-        writer.close()
-    return results
-
-
 def environment(device: torch.device) -> dict:
     info = {
         "python": platform.python_version(),
@@ -484,9 +442,7 @@ def format_report(report: dict) -> str:
             f"{breakdown['prefix_p50']:11.3f}{breakdown['denoise_p50']:11.3f}"
             f"{breakdown['guidance_p50']:11.3f}{'-' if peak is None else f'{peak:.2f}':>10}"
         )
-    lines.append("handover read (controller side)     median us    p99 us")
-    for name, result in report["handover_read_us"].items():
-        lines.append(f"  {name:<34}{result['median_us']:9.3f}{result['p99_us']:10.3f}")
+    lines.append(format_results(report["handover_read_us"]))
     return "\n".join(lines)
 
 

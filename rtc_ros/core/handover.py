@@ -12,24 +12,36 @@ Two implementations of one small interface, ``publish(item)`` / ``latest()``:
   (frozen dataclasses holding read-only arrays). Neither side waits for the other.
 
 * :class:`SharedMemorySlot`, for a controller in another process. A seqlock over two slots in
-  POSIX shared memory: the writer fills the slot the reader is not directed to, stamps it with
-  its sequence and a CRC32 of the payload, then publishes the sequence. The reader copies the
-  slot once, into a buffer of its own, and checks stamp and CRC on that copy; if the writer
-  overtook it, it falls back to the last good item, so it never blocks and never returns a torn
-  item. The CRC makes this independent of the CPU's memory ordering (x86-64 and aarch64 alike);
-  the published sequence is one aligned 8-byte word, which both architectures store and load
-  atomically. When nothing new was published the reader's cost is one 8-byte load and a
-  comparison.
+  POSIX shared memory: the writer marks the slot the reader is not directed to as being written
+  (stamp -1), fills it, stamps it with its sequence and a CRC32 of the payload, then publishes
+  the sequence. The reader loads the published sequence, copies that slot once, into a buffer
+  of its own, and loads the slot's stamp again; if the writer overtook it, it falls back to the
+  last good item, so it never blocks and never returns a torn item. The published sequence and
+  the stamps are aligned 8-byte words, which x86-64 and aarch64 store and load atomically.
 
-  The reader decodes into preallocated buffers and hands out items that are views of them (a
+  Which check proves the copy whole depends on the CPU's memory ordering. x86-64 keeps stores
+  in program order and loads in program order (total store order): a copy that saw any store of
+  a newer write also lets the stamp load after it see that write's -1, so an unchanged stamp
+  proves the copy whole, and the CRC is not computed (it would be the read's largest cost). On
+  weaker orderings (aarch64, where stores and loads may be reordered and nothing here issues a
+  barrier) the reader also checks the CRC of its copy. ``verify_checksum`` overrides the choice;
+  the writer always writes the CRC, so that readers of either kind can attach. When nothing new
+  was published the reader's cost is one 8-byte load and a comparison.
+
+  The reader copies into preallocated buffers and hands out items that are views of them (a
   chunk's actions are not copied a second time). A buffer is reused only when nothing refers to
   it any more: no item decoded from it and no view of such an item is alive. So a returned
   item never changes, however long the caller keeps it, and in the steady state (the controller
-  holds one or two chunks) no buffer is allocated per item.
+  holds one or two chunks) no buffer is allocated per item. Each buffer has its own decoder,
+  made once with it, so that what can be prepared (a chunk's (H, M) view, its header fields'
+  view) is not rebuilt per item: decoding a chunk allocates only the :class:`Chunk` and one
+  array view.
 """
 
 from __future__ import annotations
 
+import functools
+import platform
 import sys
 import zlib
 from collections.abc import Callable
@@ -47,6 +59,8 @@ _SLOT_HEADER_WORDS = 2  # stamp, crc
 _SLOTS = 2
 _MAX_READ_ATTEMPTS = 3
 _INITIAL_READ_BUFFERS = 3  # the cached item, the executing chunk's held action, the next read
+TOTAL_STORE_ORDER = platform.machine().lower() in ("x86_64", "amd64")
+"""Whether this CPU orders loads and stores as x86-64 does (see the module docstring)."""
 
 
 class AtomicSlot(Generic[Item]):
@@ -66,9 +80,13 @@ class SharedMemorySlot(Generic[Item]):
     """Lock-free cross-process slot for fixed-size items (see module docstring).
 
     ``encode(item, out)`` writes an item as ``payload_words`` float64 values into ``out`` (the
-    slot in shared memory, so the writer copies once too); ``decode(payload)`` builds an item
-    from a read-only copy of them, which it may keep views of. Create the slot in one process
-    with ``create=True`` and attach from the other with the same name.
+    slot in shared memory, so the writer copies once too). ``decoder(payload)`` is called once
+    per read buffer with its payload (read-only float64 values) and returns the function that
+    builds an item from what the buffer holds at the time of the call; items may keep views of
+    the payload (:func:`stateless` makes a decoder of a plain ``decode(payload)``). Create the
+    slot in one process with ``create=True`` and attach from the other with the same name.
+    ``verify_checksum``: the reader checks the CRC32 of each copy too (by default only where the
+    CPU's memory ordering needs it). The slot has one writer, which follows the protocol.
     """
 
     def __init__(
@@ -76,8 +94,9 @@ class SharedMemorySlot(Generic[Item]):
         name: str,
         payload_words: int,
         encode: Callable[[Item, np.ndarray], None],
-        decode: Callable[[np.ndarray], Item],
+        decoder: Callable[[np.ndarray], Callable[[], Item]],
         create: bool = False,
+        verify_checksum: bool = not TOTAL_STORE_ORDER,
     ) -> None:
         if payload_words < 1:
             raise ValueError(f"payload_words must be >= 1, got {payload_words}")
@@ -94,9 +113,11 @@ class SharedMemorySlot(Generic[Item]):
             slot[_SLOT_HEADER_WORDS:].view(np.float64) for slot in self._slots
         )
         self._payload_words = payload_words
-        self._encode, self._decode = encode, decode
+        self._encode, self._decoder = encode, decoder
+        self._verify_checksum = verify_checksum
         self._buffers: list[np.ndarray] = []
-        self._buffer_payloads: list[np.ndarray] = []
+        self._buffer_payloads: list[memoryview] = []
+        self._buffer_decoders: list[Callable[[], Item]] = []
         for _ in range(_INITIAL_READ_BUFFERS):
             self._add_buffer()
         # What sys.getrefcount reports for a buffer nothing outside this object refers to,
@@ -129,14 +150,16 @@ class SharedMemorySlot(Generic[Item]):
                 return self._cached
             slot = sequence % _SLOTS
             index = self._free_buffer()
-            copy, payload = self._buffers[index], self._buffer_payloads[index]
+            copy = self._buffers[index]
             np.copyto(copy, self._slots[slot])
-            # The stamp read again after the copy: on x86-64's ordered loads, unchanged means the
-            # writer had not started to overwrite the slot; the CRC of the copy covers the rest.
-            if copy.item(0) == sequence == self._slots[slot].item(0) and copy.item(
-                1
-            ) == zlib.crc32(payload.data):
-                self._cached = self._decode(payload)
+            # The stamp loaded again after the copy: unchanged, the writer had not started to
+            # overwrite the slot (proof enough under total store order; elsewhere the CRC of
+            # the copy covers what the CPU may have reordered).
+            if copy.item(0) == sequence == self._slots[slot].item(0) and (
+                not self._verify_checksum
+                or copy.item(1) == zlib.crc32(self._buffer_payloads[index])
+            ):
+                self._cached = self._buffer_decoders[index]()
                 self._read_sequence = sequence
                 return self._cached
             self.torn_reads += 1
@@ -155,7 +178,8 @@ class SharedMemorySlot(Generic[Item]):
         payload = buffer[_SLOT_HEADER_WORDS:].view(np.float64)
         payload.flags.writeable = False  # decoded items are views of it: read-only for them
         self._buffers.append(buffer)
-        self._buffer_payloads.append(payload)
+        self._buffer_payloads.append(payload.data)
+        self._buffer_decoders.append(self._decoder(payload))
 
     def close(self, unlink: bool | None = None) -> None:
         """Detach, and remove the segment if ``unlink`` (by default: on the creating side)."""
@@ -165,51 +189,68 @@ class SharedMemorySlot(Generic[Item]):
             self._memory.unlink()
 
 
-_CHUNK_FIELDS = (
-    7  # sequence, start_tick, inference_delay, execution_horizon, latency_s, run_id, epoch
-)
+def stateless(
+    decode: Callable[[np.ndarray], Item],
+) -> Callable[[np.ndarray], Callable[[], Item]]:
+    """The decoder of a :class:`SharedMemorySlot` whose items need nothing prepared per buffer."""
+    return lambda payload: functools.partial(decode, payload)
+
+
+_CHUNK_INTEGERS = 6  # sequence, start_tick, inference_delay, execution_horizon, run_id, epoch
+_CHUNK_FIELDS = _CHUNK_INTEGERS + 1  # and latency_s
 _STATE_FIELDS = 7  # tick, sequence, start_tick, observed_delay, run_id, epoch, holding
 
 
 def shared_chunk_slot(
-    name: str, chunk_shape: tuple[int, ...], create: bool = False
+    name: str,
+    chunk_shape: tuple[int, ...],
+    create: bool = False,
+    verify_checksum: bool = not TOTAL_STORE_ORDER,
 ) -> SharedMemorySlot[Chunk]:
-    """A :class:`SharedMemorySlot` carrying :class:`Chunk` objects of ``chunk_shape`` (H, M)."""
+    """A :class:`SharedMemorySlot` carrying :class:`Chunk` objects of ``chunk_shape`` (H, M).
+
+    The chunk's integer fields travel as int64 words (read back as Python ints, exact over the
+    whole range of a run id), its latency as a float64 word, then the actions.
+    """
     shape = tuple(chunk_shape)
     size = int(np.prod(shape))
 
     def encode(chunk: Chunk, out: np.ndarray) -> None:
         if chunk.actions.shape != shape:
             raise ValueError(f"chunk must have shape {shape}, got {chunk.actions.shape}")
-        out[:_CHUNK_FIELDS] = (
+        out[:_CHUNK_INTEGERS].view(np.int64)[:] = (
             chunk.sequence,
             chunk.start_tick,
             chunk.inference_delay,
             chunk.execution_horizon,
-            chunk.latency_s,
             chunk.run_id,
             chunk.epoch,
         )
+        out[_CHUNK_INTEGERS] = chunk.latency_s
         out[_CHUNK_FIELDS:].reshape(shape)[...] = chunk.actions
 
-    def decode(payload: np.ndarray) -> Chunk:
-        sequence, start_tick, delay, horizon, latency, run_id, epoch = payload[
-            :_CHUNK_FIELDS
-        ].tolist()
-        # A read-only view: the Chunk keeps it instead of copying (the buffer stays untouched
-        # while the chunk or any view of it lives).
-        return Chunk(
-            payload[_CHUNK_FIELDS:].reshape(shape),
-            int(start_tick),
-            int(sequence),
-            int(delay),
-            int(horizon),
-            latency,
-            int(run_id),
-            int(epoch),
-        )
+    def decoder(payload: np.ndarray) -> Callable[[], Chunk]:
+        integers = payload[:_CHUNK_INTEGERS].view(np.int64)
+        actions = payload[_CHUNK_FIELDS:].reshape(shape)
 
-    return SharedMemorySlot(name, _CHUNK_FIELDS + size, encode, decode, create)
+        def decode() -> Chunk:
+            sequence, start_tick, delay, horizon, run_id, epoch = integers.tolist()
+            # A new read-only view per chunk, not a copy: it refers to the buffer, which is
+            # therefore not rewritten while the chunk or any view of it lives.
+            return Chunk.of_read_only_view(
+                actions.view(),
+                start_tick,
+                sequence,
+                delay,
+                horizon,
+                payload.item(_CHUNK_INTEGERS),
+                run_id,
+                epoch,
+            )
+
+        return decode
+
+    return SharedMemorySlot(name, _CHUNK_FIELDS + size, encode, decoder, create, verify_checksum)
 
 
 def shared_state_slot(name: str, create: bool = False) -> SharedMemorySlot[ControllerState]:
@@ -237,7 +278,7 @@ def shared_state_slot(name: str, create: bool = False) -> SharedMemorySlot[Contr
             bool(holding),
         )
 
-    return SharedMemorySlot(name, _STATE_FIELDS, encode, decode, create)
+    return SharedMemorySlot(name, _STATE_FIELDS, encode, stateless(decode), create)
 
 
 def shared_executor_spec_slot(name: str, create: bool = False) -> SharedMemorySlot[ExecutorSpec]:
@@ -256,4 +297,4 @@ def shared_executor_spec_slot(name: str, create: bool = False) -> SharedMemorySl
         ensembling = None if np.isnan(decay) else TemporalEnsembling(float(decay), int(max_chunks))
         return ExecutorSpec(int(pause_after) or None, ensembling)
 
-    return SharedMemorySlot(name, 3, encode, decode, create)
+    return SharedMemorySlot(name, 3, encode, stateless(decode), create)

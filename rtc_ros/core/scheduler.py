@@ -67,6 +67,42 @@ class Chunk:
         actions.setflags(write=False)
         object.__setattr__(self, "actions", actions)
 
+    @classmethod
+    def of_read_only_view(
+        cls,
+        actions: np.ndarray,
+        start_tick: int,
+        sequence: int,
+        inference_delay: int,
+        execution_horizon: int,
+        latency_s: float,
+        run_id: int,
+        epoch: int,
+    ) -> Chunk:
+        """The chunk of ``actions``, a read-only float64 (H, M) array kept as it is.
+
+        For the shared-memory reader (core.handover), which builds one chunk per new chunk on
+        the controller's path: the caller guarantees what ``__post_init__`` checks, and the
+        frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) would cost more
+        than the rest of the read's decoding. Equal, field by field, to ``Chunk(...)``.
+        """
+        chunk = object.__new__(cls)
+        object.__setattr__(
+            chunk,
+            "__dict__",
+            {
+                "actions": actions,
+                "start_tick": start_tick,
+                "sequence": sequence,
+                "inference_delay": inference_delay,
+                "execution_horizon": execution_horizon,
+                "latency_s": latency_s,
+                "run_id": run_id,
+                "epoch": epoch,
+            },
+        )
+        return chunk
+
     @property
     def prediction_horizon(self) -> int:
         return self.actions.shape[-2]

@@ -46,6 +46,7 @@ from rtc_ros.core.handover import (
     shared_chunk_slot,
     shared_executor_spec_slot,
     shared_state_slot,
+    stateless,
 )
 from rtc_ros.core.scheduler import (
     Chunk,
@@ -353,14 +354,16 @@ def shared_report_slot(name: str, create: bool = False) -> SharedMemorySlot[Cont
     def encode(report: ControllerReport, out: np.ndarray) -> None:
         out[:] = report.to_array()
 
-    return SharedMemorySlot(name, _REPORT_WORDS, encode, ControllerReport.from_array, create)
+    return SharedMemorySlot(
+        name, _REPORT_WORDS, encode, stateless(ControllerReport.from_array), create
+    )
 
 
 def shared_mode_slot(name: str, create: bool = False) -> SharedMemorySlot[ControlMode]:
     def encode(mode: ControlMode, out: np.ndarray) -> None:
         out[:] = mode.to_array()
 
-    return SharedMemorySlot(name, 2, encode, ControlMode.from_array, create)
+    return SharedMemorySlot(name, 2, encode, stateless(ControlMode.from_array), create)
 
 
 def shared_positions_slot(
@@ -371,7 +374,7 @@ def shared_positions_slot(
     def encode(positions: np.ndarray, out: np.ndarray) -> None:
         out[:] = positions
 
-    return SharedMemorySlot(name, joints, encode, np.copy, create)
+    return SharedMemorySlot(name, joints, encode, stateless(np.copy), create)
 
 
 @dataclasses.dataclass(frozen=True)
