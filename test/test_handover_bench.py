@@ -8,7 +8,16 @@ from rtc_ros.bench import handover
 
 
 def test_every_read_is_timed_and_the_report_says_how_it_ran(tmp_path, capsys):
-    argv = ["--reads", "300", "--chunk-shape", "20", "6", "--thread-priority", "0"]
+    argv = [
+        "--reads",
+        "300",
+        "--chunk-shape",
+        "20",
+        "6",
+        "--thread-priority",
+        "0",
+        "--verify-checksum",
+    ]
     assert handover.main([*argv, "--output", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "handover.json").read_text())
     assert set(report["handover_read_us"]) == {
@@ -18,7 +27,7 @@ def test_every_read_is_timed_and_the_report_says_how_it_ran(tmp_path, capsys):
         0 < read["median_us"] <= read["p99_us"] for read in report["handover_read_us"].values()
     )
     assert report["chunk_shape"] == [20, 6] and report["reads"] == 300
-    assert report["realtime_applied"]["thread_priority"] == 0
+    assert report["realtime_applied"]["thread_priority"] == 0 and report["verify_checksum"]
     assert report["command"] == "python -m rtc_ros.bench.handover " + " ".join(
         [*argv, "--output", str(tmp_path)]
     )

@@ -1,10 +1,11 @@
 """Controller-side cost of one handover read, with and without a new chunk.
 
     python -m rtc_ros.bench.handover [--reads N] [--chunk-shape H M] [--thread-priority P]
-                                     [--output DIR]
+                                     [--[no-]verify-checksum] [--output DIR]
 
 Times ``AtomicSlot.latest()`` (the controller in a thread) and ``SharedMemorySlot.latest()``
-(the controller in its own process: copy, CRC32 and decode of a chunk), each ``--reads`` times,
+(the controller in its own process: copy, stamp checks and decode of a chunk, and the CRC32 of
+the copy where the CPU needs it or ``--verify-checksum`` asks), each ``--reads`` times,
 and reports the median and p99 in microseconds. The "new chunk" reads follow a publish of
 another chunk each time, as when the inference side hands a chunk over; the returned chunk is
 dropped before the next read, as the controller drops the chunk it replaced. The reads run as
@@ -29,14 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from rtc_ros.core.handover import AtomicSlot, shared_chunk_slot
+from rtc_ros.core.handover import TOTAL_STORE_ORDER, AtomicSlot, shared_chunk_slot
 from rtc_ros.core.scheduler import Chunk
 from rtc_ros.runtime.realtime import GarbageCollectorGuard, RealtimeSettings, realtime
 
 READS = ("atomic_slot", "shared_memory_slot")
 
 
-def measure_handover(chunk_shape: tuple[int, int], reads: int) -> dict[str, dict[str, float]]:
+def measure_handover(
+    chunk_shape: tuple[int, int], reads: int, verify_checksum: bool = not TOTAL_STORE_ORDER
+) -> dict[str, dict[str, float]]:
     """Median and p99 (us) of one ``latest()`` per slot kind, with and without a new chunk."""
     rng = np.random.default_rng(0)
     chunks = [
@@ -65,7 +68,7 @@ def measure_handover(chunk_shape: tuple[int, int], reads: int) -> dict[str, dict
     timed("atomic_slot_new_chunk", atomic.publish, atomic.latest)
     name = f"rtc_handover_{os.getpid()}"
     writer = shared_chunk_slot(name, chunk_shape, create=True)
-    reader = shared_chunk_slot(name, chunk_shape)
+    reader = shared_chunk_slot(name, chunk_shape, verify_checksum=verify_checksum)
     try:
         writer.publish(chunks[0])
         reader.latest()
@@ -77,14 +80,20 @@ def measure_handover(chunk_shape: tuple[int, int], reads: int) -> dict[str, dict
     return results
 
 
-def run(chunk_shape: tuple[int, int], reads: int, thread_priority: int, command: str = "") -> dict:
+def run(
+    chunk_shape: tuple[int, int],
+    reads: int,
+    thread_priority: int,
+    verify_checksum: bool = not TOTAL_STORE_ORDER,
+    command: str = "",
+) -> dict:
     """Measure as the control process runs (real-time settings, garbage collector held)."""
     garbage = GarbageCollectorGuard()
     settings = RealtimeSettings(thread_priority=thread_priority, lock_memory=thread_priority > 0)
     with realtime(settings) as applied:
         garbage.start()
         try:
-            results = measure_handover(chunk_shape, reads)
+            results = measure_handover(chunk_shape, reads, verify_checksum)
         finally:
             garbage.stop()
     return {
@@ -101,6 +110,7 @@ def run(chunk_shape: tuple[int, int], reads: int, thread_priority: int, command:
         },
         "chunk_shape": list(chunk_shape),
         "reads": reads,
+        "verify_checksum": verify_checksum,
         "realtime_applied": {
             "thread_priority": applied.thread_priority,
             "memory_locked": applied.memory_locked,
@@ -130,6 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=RealtimeSettings().thread_priority,
         help="SCHED_FIFO priority of the reads, as the control loop's (0: normal scheduling)",
     )
+    parser.add_argument(
+        "--verify-checksum",
+        action=argparse.BooleanOptionalAction,
+        default=not TOTAL_STORE_ORDER,
+        help="the shared-memory reader checks the CRC32 of each copy (default: only where the "
+        "CPU's memory ordering needs it, see rtc_ros.core.handover)",
+    )
     parser.add_argument("--output", type=pathlib.Path, help="folder for handover.json")
     args = parser.parse_args(argv)
     if args.reads < 1:
@@ -139,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tuple(args.chunk_shape),
             args.reads,
             args.thread_priority,
+            args.verify_checksum,
             " ".join(["python -m rtc_ros.bench.handover", *argv]),
         )
     except ValueError as error:
