@@ -284,3 +284,55 @@ def test_the_planner_plans_nothing_while_holding_and_a_fresh_chunk_after_the_rel
     assert planner.ready(executor.state)
     request = planner.plan(executor.state, executing)
     assert request.warmup and request.epoch == 2 and request.inference_delay == 0
+
+
+def test_a_stale_observation_starts_its_chunk_at_the_tick_it_saw():
+    planner = InferencePlanner(H, min_execution_horizon=4)
+    executing = Chunk(np.arange(H, dtype=float)[:, None], start_tick=0, sequence=0)
+    planner.ready(ControllerState(0, -1, 0, 0))
+    planner.plan(ControllerState(0, -1, 0, 0), None)
+    state = ControllerState(tick=6, sequence=0, start_tick=0, observed_delay=0)
+    assert planner.ready(state)
+    request = planner.plan(state, executing, observation_age_ticks=2)
+    # Seen at tick 4: 4 actions executed by then, the frozen prefix continues from action 4.
+    assert (request.request_tick, request.execution_horizon) == (4, 4)
+    assert float(request.unexecuted[0, 0]) == 4.0
+    executor = ChunkExecutor()
+    executor.tick(executing)
+    for _ in range(8):
+        executor.tick(executing)
+    chunk = request.chunk(np.full((H, 1), 100.0) + np.arange(H)[:, None])
+    result = executor.tick(chunk)
+    # Swapped at tick 9: the action for tick 9 of a chunk that starts at tick 4.
+    assert result.swapped and result.chunk_index == 5 and float(result.action[0]) == 105.0
+    assert executor.state.observed_delay == 5
+
+
+def test_an_observation_older_than_the_executing_chunk_is_dated_at_its_start():
+    planner = InferencePlanner(H, min_execution_horizon=4)
+    executing = Chunk(np.zeros((H, 1)), start_tick=10, sequence=0)
+    planner.ready(ControllerState(0, -1, 0, 0))
+    planner.plan(ControllerState(0, -1, 0, 0), None)
+    state = ControllerState(tick=15, sequence=0, start_tick=10, observed_delay=0)
+    assert planner.ready(state)
+    request = planner.plan(state, executing, observation_age_ticks=40)
+    assert (request.request_tick, request.execution_horizon) == (10, 0)
+
+
+def test_a_fresh_chunk_starts_now_whatever_the_observation_age():
+    planner = InferencePlanner(H, min_execution_horizon=4)
+    state = ControllerState(tick=30, sequence=-1, start_tick=0, observed_delay=0)
+    assert planner.ready(state)
+    request = planner.plan(state, None, observation_age_ticks=3)
+    assert request.warmup and request.request_tick == 30
+
+
+def test_observations_a_few_ticks_old_still_never_skip_or_repeat_an_action():
+    planner = InferencePlanner(H, min_execution_horizon=4)
+    executor = ChunkExecutor()
+    loop = SimulatedTimeLoop(
+        executor, planner, _index_chunks, lambda r: 0 if r.warmup else 2, observation_age_ticks=3
+    )
+    executed = [r.action for r in _run(loop, 40)]
+    assert [float(a[0]) for a in executed] == list(range(40))
+    assert executor.swaps > 3 and set(planner.delays.history) == {5}

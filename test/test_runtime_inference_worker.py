@@ -169,3 +169,23 @@ def test_actions_outside_the_joint_limits_are_clipped_onto_them_and_counted():
     worker.step()
     assert np.all(published[0].actions[:, 0] == 0.5) and np.all(published[0].actions[:, 1] == 0.2)
     assert worker.report().actions_clipped == H
+
+
+def test_a_chunk_from_a_stale_observation_starts_at_the_tick_the_observation_saw():
+    published = []
+    state = ControllerState(tick=0, sequence=-1, start_tick=0, observed_delay=0)
+    worker = InferenceWorker(
+        InferencePlanner(H, S_MIN),
+        _ConstantGenerator(0.5),
+        lambda: {"state": torch.zeros(1, M)},
+        lambda: state,
+        published.append,
+        observation_age_ticks=lambda: 2,
+    )
+    first = worker.step()
+    assert first.start_tick == 0  # nothing moved before the first chunk: it starts now
+    state = ControllerState(
+        tick=S_MIN + 2, sequence=first.sequence, start_tick=0, observed_delay=0
+    )
+    second = worker.step()
+    assert (second.start_tick, second.execution_horizon) == (S_MIN, S_MIN)

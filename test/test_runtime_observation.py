@@ -86,6 +86,15 @@ def test_stale_joint_states_and_images_are_rejected():
     assert observation is None and "1.000 s old" in reason
 
 
+def test_the_joint_state_age_is_kept_apart_from_the_older_image_age():
+    assembler = _assembler()
+    assembler.add_image("top", np.zeros(SHAPE, np.uint8), stamp_s=10.0, now_s=10.0)
+    assembler.add_joint_state(["j1", "j2", "j3"], [1.0, 2.0, 3.0], stamp_s=10.05, now_s=10.05)
+    assert assembler.assemble(now_s=10.1)[0] is not None
+    assert assembler.last_age_s == pytest.approx(0.1)
+    assert assembler.last_joint_state_age_s == pytest.approx(0.05)
+
+
 def test_observation_waits_for_every_camera():
     assembler = _assembler(cameras=("top", "wrist"))
     assembler.add_joint_state(["j1", "j2", "j3"], [1.0, 2.0, 3.0], stamp_s=10.0, now_s=10.0)

@@ -422,8 +422,19 @@ class InferencePlanner:
             return True  # nothing executes yet: make the warm-up chunk
         return state.tick - state.start_tick >= self.min_execution_horizon
 
-    def plan(self, state: ControllerState, executing: Chunk | None) -> InferenceRequest:
-        """Start an inference now: s = t, A_prev = A_cur[s:], d = max(Q) clamped to H - s."""
+    def plan(
+        self, state: ControllerState, executing: Chunk | None, observation_age_ticks: int = 0
+    ) -> InferenceRequest:
+        """Start an inference now: s = t, A_prev = A_cur[s:], d = max(Q) clamped to H - s.
+
+        ``observation_age_ticks``: controller ticks executed since the observation was taken.
+        The policy plans from the world as observed, so the chunk starts at the observation's
+        tick, and s counts the actions executed by then: its first action continues the
+        executing chunk where the observation saw it, and its observed delay (hence d) includes
+        the observation's age. A fresh chunk starts now: nothing moved while nothing executed.
+        """
+        if observation_age_ticks < 0:
+            raise ValueError(f"observation_age_ticks must be >= 0, got {observation_age_ticks}")
         if self._pending is not None:
             raise RuntimeError("plan() called while the previous request is still pending")
         sequence = self._next_sequence
@@ -443,14 +454,17 @@ class InferencePlanner:
                     f"executing chunk {executing.sequence} is not the controller's chunk "
                     f"{state.sequence}"
                 )
-            s = min(state.tick - executing.start_tick, self.prediction_horizon)
+            executed = state.tick - executing.start_tick
+            # An observation older than the executing chunk is dated at its start.
+            observed_tick = state.tick - min(observation_age_ticks, executed)
+            s = min(observed_tick - executing.start_tick, self.prediction_horizon)
             delay = self.delays.estimate()
             if delay > self.prediction_horizon - s:
                 self.delay_clamps += 1
                 self._on_delay_clamped(delay, self.prediction_horizon - s)
                 delay = self.prediction_horizon - s
             request = InferenceRequest(
-                state.tick,
+                observed_tick,
                 sequence,
                 s,
                 delay,

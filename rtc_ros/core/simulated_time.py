@@ -34,10 +34,18 @@ class SimulatedTimeLoop:
         planner: InferencePlanner,
         infer: Infer,
         delay_ticks: Callable[[InferenceRequest], int],
+        observation_age_ticks: int = 0,
     ) -> None:
         """``delay_ticks(request)``: how many ticks that inference takes (0 for the warm-up
         chunk, which the paper makes before the controller starts moving).
+
+        ``observation_age_ticks``: the planner is told that ``infer``'s observation is this many
+        ticks old (the caller hands ``infer`` an observation that old), as a robot's stack
+        dates its sensor data.
         """
+        if observation_age_ticks < 0:
+            raise ValueError(f"observation_age_ticks must be >= 0, got {observation_age_ticks}")
+        self.observation_age_ticks = observation_age_ticks
         self.executor = executor
         self.planner = planner
         self._infer = infer
@@ -63,7 +71,9 @@ class SimulatedTimeLoop:
         self._deliver_due()
         if self._in_flight is not None or not self.planner.ready(self.executor.state):
             return None
-        request = self.planner.plan(self.executor.state, self.executor.current)
+        request = self.planner.plan(
+            self.executor.state, self.executor.current, self.observation_age_ticks
+        )
         delay = self._delay_ticks(request)
         if delay < 0:
             raise ValueError(f"delay_ticks must be >= 0, got {delay}")

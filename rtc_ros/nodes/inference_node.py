@@ -166,6 +166,7 @@ class InferenceNode(Node):
             on_chunk=self._on_chunk,
             emulated_latency_s=p.emulated_latency_ms / 1e3,
             action_limits=(np.asarray(p.position_lower), np.asarray(p.position_upper)),
+            observation_age_ticks=self._observation_age_ticks,
         )
         self.health = HealthMonitor(p.prediction_horizon, p.period_s, p.device)
         self._controller_failure: str | None = None
@@ -221,6 +222,11 @@ class InferenceNode(Node):
         if observation is not None:
             self.observation_ages_ms.add(self.assembler.last_age_s * 1e3)
         return observation
+
+    def _observation_age_ticks(self) -> int:
+        """Ticks the controller executed since the joint positions of the last observation."""
+        age_s = self.assembler.last_joint_state_age_s
+        return int(age_s // self.params.period_s) if age_s > 0 else 0
 
     def _start_when_observed(self) -> None:
         """Start (or resume) the controller from the measured joint positions, so that its first

@@ -65,8 +65,13 @@ class InferenceWorker:
         on_chunk: Callable[[Chunk], None] | None = None,
         emulated_latency_s: float = 0.0,
         action_limits: tuple[np.ndarray, np.ndarray] | None = None,
+        observation_age_ticks: Callable[[], int] | None = None,
     ) -> None:
         """``emulated_latency_s``: the initial :attr:`InferenceSettings.emulated_latency_s`.
+
+        ``observation_age_ticks``: controller ticks since the observation last returned by
+        ``observations`` was taken (None: it is taken now). A stale observation then starts its
+        chunk at the tick it saw (:meth:`InferencePlanner.plan`).
 
         ``action_limits`` (lower, upper): the joint limits. A policy's sample lies outside them
         where it commands a joint to its stop (a closing gripper's target spreads around fully
@@ -74,6 +79,7 @@ class InferenceWorker:
         the controller and its clamp counter see the targets the robot can take.
         """
         self._action_limits = action_limits
+        self._observation_age_ticks = observation_age_ticks or (lambda: 0)
         self.actions_clipped = 0
         self.planner = planner
         self.generator = generator
@@ -146,7 +152,7 @@ class InferenceWorker:
         if observation is None:
             return None
         started = time.perf_counter()
-        request = self.planner.plan(state, self._current)
+        request = self.planner.plan(state, self._current, self._observation_age_ticks())
         unexecuted = (
             None
             if request.warmup

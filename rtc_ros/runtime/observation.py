@@ -98,6 +98,9 @@ class ObservationAssembler:
         self.last_age_s = float("nan")
         """Age of the oldest input of the last assembled observation: how far behind the world it
         is."""
+        self.last_joint_state_age_s = float("nan")
+        """Age of the oldest joint position of the last assembled observation: where the robot
+        was when the policy's chunk begins."""
         self.rejected = 0
         self.last_rejection = ""
 
@@ -206,6 +209,7 @@ class ObservationAssembler:
                 (self._images[c][1] for c in self.spec.camera_names), default=np.inf
             )
             self.last_age_s = now_s - min(float(self._joint_stamps.min()), oldest_image)
+            self.last_joint_state_age_s = now_s - float(self._joint_stamps.min())
         if images:
             stacked = np.concatenate(images, axis=0) if len(images) > 1 else images[0]
             observation["image"] = np.ascontiguousarray(stacked)[None]
