@@ -468,3 +468,24 @@ def test_emulated_latency_pads_inference_and_is_reported(graph, policy_path):
     delay = _statuses(diagnostics, "/rtc: inference delay")[-1]
     assert "latency emulated" in delay.message
     assert {kv.key: kv.value for kv in delay.values}["emulated_latency_ms"] == "100.000"
+
+
+def test_sim_episodes_draw_their_world_from_the_seed_alone_as_the_in_process_evaluation(graph):
+    from std_msgs.msg import Empty
+
+    from rtc_ros.nodes.sim_node import SimNode
+    from rtc_ros.sim.bimanual import BimanualSim, episode_rng
+
+    sim = graph.add(
+        SimNode(context=graph.context, parameter_overrides=[Parameter("seed", value=3)])
+    )
+    first = BimanualSim(BimanualConfig(), episode_rng(3, 0)).target_positions()
+    np.testing.assert_array_equal(sim.sim.target_positions(), first)
+    reset = graph.probe.create_publisher(Empty, "bimanual_sim/reset", 10)
+    for episode in (2, 3):
+        graph.wait_for(lambda: reset.get_subscription_count() > 0, what="the reset subscriber")
+        reset.publish(Empty())
+        graph.wait_for(lambda: sim.episode == episode, what=f"episode {episode}")
+    third = BimanualSim(BimanualConfig(), episode_rng(3, 2)).target_positions()
+    np.testing.assert_array_equal(sim.sim.target_positions(), third)
+    assert not np.array_equal(third, first)

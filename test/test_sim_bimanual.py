@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rtc_ros.sim.bimanual import BimanualSim
+from rtc_ros.sim.bimanual import BimanualSim, episode_rng
 from rtc_ros.sim.config import GRIPPER_INDEX, JOINTS_PER_ARM, BimanualConfig, arm_slice
 from rtc_ros.sim.kinematics import top_down_ik
 
@@ -267,3 +267,8 @@ def test_the_cube_positions_can_be_read_from_the_default_image_to_within_a_centi
             estimate = grid[np.argmin(np.linalg.norm(grid_px - centroid, axis=1))]
             errors.append(np.linalg.norm(estimate - sim.target_positions()[arm, :2]))
     assert max(errors) < 0.01, errors
+
+
+def test_episode_streams_are_the_children_of_the_seed_in_order():
+    children = np.random.default_rng(7).spawn(3)
+    assert [episode_rng(7, k).random() for k in range(3)] == [c.random() for c in children]

@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -37,7 +36,7 @@ from rtc_ros.nodes.controller_links import COMMAND_QOS
 from rtc_ros.nodes.messages import COMMAND_TYPES, array_to_image_message, command_positions
 from rtc_ros.nodes.parameters import CommandFormat
 from rtc_ros.nodes.runner import run
-from rtc_ros.sim.bimanual import BimanualSim
+from rtc_ros.sim.bimanual import BimanualSim, episode_rng
 from rtc_ros.sim.config import BimanualConfig
 
 _DECLARATIONS = {
@@ -49,7 +48,11 @@ _DECLARATIONS = {
     "camera_rate_hz": (15.0, "Rate of camera images (Hz)"),
     "camera_name": ("top", "Camera; publishes <camera_name>/image_raw"),
     "physics_rate_hz": (250.0, "How often the simulator is advanced to wall time (Hz)"),
-    "seed": (0, "Seed of the simulator's random streams"),
+    "seed": (
+        0,
+        "Seed of the simulator's random streams; episode k (from 1) draws from child k - 1 of "
+        "it, as the in-process evaluation's episode k - 1 does",
+    ),
     "reset_on_episode_end": (
         True,
         "Start a new episode (new cube positions) as soon as one ends; "
@@ -88,7 +91,8 @@ class SimNode(Node):
             and values["physics_rate_hz"] > 0
         ):
             raise ValueError("joint_state_rate_hz, camera_rate_hz and physics_rate_hz must be > 0")
-        self.sim = BimanualSim(BimanualConfig(), np.random.default_rng(values["seed"]))
+        self._seed = values["seed"]
+        self.sim = BimanualSim(BimanualConfig(), episode_rng(self._seed, 0))
         self._reset_on_end = values["reset_on_episode_end"]
         self._end_on_success = values["end_episode_on_success"]
         self._start_on_command = values["start_episode_on_first_command"]
@@ -145,8 +149,8 @@ class SimNode(Node):
         self._publish_episode(started)
 
     def _start_episode(self) -> None:
-        """New cube positions, arms home; called with the lock held."""
-        self.sim.reset()
+        """The next episode's world: its own cubes and arm pose; called with the lock held."""
+        self.sim = BimanualSim(self.sim.config, episode_rng(self._seed, self.episode))
         self.episode += 1
         self._running = True
         self._waiting_for_command = self._start_on_command

@@ -7,7 +7,7 @@ rasteriser), ``expert`` (scripted planner queried for action chunks), ``dataset`
 demonstrations as arrays).
 """
 
-from rtc_ros.sim.bimanual import BimanualSim
+from rtc_ros.sim.bimanual import BimanualSim, episode_rng
 from rtc_ros.sim.config import BimanualConfig
 from rtc_ros.sim.dataset import Demonstrations, generate_demonstrations, run_expert_episode
 from rtc_ros.sim.expert import ExpertConfig, ScriptedExpert
@@ -18,6 +18,7 @@ __all__ = [
     "Demonstrations",
     "ExpertConfig",
     "ScriptedExpert",
+    "episode_rng",
     "generate_demonstrations",
     "run_expert_episode",
 ]

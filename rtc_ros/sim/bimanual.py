@@ -25,6 +25,18 @@ from rtc_ros.sim.render import PinholeCamera
 from rtc_ros.sim.scene import SceneRenderer
 
 
+def episode_rng(seed: int, episode: int) -> np.random.Generator:
+    """The random stream of episode ``episode`` (from 0) of an evaluation seeded with ``seed``.
+
+    Child ``episode`` of ``seed`` (``default_rng(seed).spawn(n)[episode]``): an episode's cubes,
+    start pose and noise do not depend on how the episodes before it went, so the same seed
+    gives the same episodes through ROS and in process, for every method.
+    """
+    if episode < 0:
+        raise ValueError(f"episode must be >= 0, got {episode}")
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(episode,)))
+
+
 class BimanualSim:
     """The simulated robot and task. Deterministic given the Generator it is built with.
 
