@@ -20,5 +20,8 @@ def test_evaluate_reports_success_and_frozen_prefix_mismatch_of_a_checkpoint(cap
         ]
     )
     printed = capsys.readouterr().out
-    assert "d=3: 0 of 1 episodes" in printed and "frozen-prefix mismatch p50" in printed
+    assert (
+        "d=3: 0 of 1 episodes (0%, failed: 0)" in printed
+        and "frozen-prefix mismatch p50" in printed
+    )
     assert "command step p50 at seams" in printed

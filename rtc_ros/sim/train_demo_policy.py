@@ -57,6 +57,8 @@ def observation(sim: BimanualSim) -> dict[str, torch.Tensor]:
 class Evaluation:
     episodes: int
     successes: int
+    failed_episodes: tuple[int, ...]
+    """Their indices among the seed's episodes (:func:`episode_rng`)."""
     frozen_prefix_mismatch_rad: tuple[float, ...]
     """Per guided chunk: largest gap between its first d actions and the previous chunk's
     actions they replace."""
@@ -89,7 +91,7 @@ def evaluate(
     policy sees the world as it was that many ticks before the inference starts (a stale sensor
     or a slow transport); ``dated_observations`` False plans as if it were fresh.
     """
-    successes, mismatches, seam_steps, in_chunk_steps = 0, [], [], []
+    failed, mismatches, seam_steps, in_chunk_steps = [], [], [], []
     for episode in range(first_episode, first_episode + episodes):
         sim = BimanualSim(BimanualConfig(), episode_rng(seed, episode))
         generator = ChunkGenerator(policy, config)
@@ -132,9 +134,15 @@ def evaluate(
             sim.step(CONTROL_PERIOD_S)
             seen.append(observation(sim))
             loop.after_world_step()
-        successes += int(sim.task_success())
+        if not sim.task_success():
+            failed.append(episode)
     return Evaluation(
-        episodes, successes, tuple(mismatches), tuple(seam_steps), tuple(in_chunk_steps)
+        episodes,
+        episodes - len(failed),
+        tuple(failed),
+        tuple(mismatches),
+        tuple(seam_steps),
+        tuple(in_chunk_steps),
     )
 
 
@@ -143,7 +151,8 @@ def _print_evaluation(result: Evaluation, delay_ticks: int) -> None:
     seam, in_chunk = np.median(result.seam_steps_rad), np.median(result.in_chunk_steps_rad)
     print(
         f"closed-loop success with RTC, d={delay_ticks}: {result.successes} of "
-        f"{result.episodes} episodes ({result.success_rate:.0%}); frozen-prefix mismatch p50 "
+        f"{result.episodes} episodes ({result.success_rate:.0%}, failed: "
+        f"{', '.join(map(str, result.failed_episodes)) or 'none'}); frozen-prefix mismatch p50 "
         f"{np.median(mismatch):.3f} rad, max {mismatch.max():.3f} rad; command step p50 at "
         f"seams {seam:.4f} rad, inside chunks {in_chunk:.4f} rad ({seam / in_chunk:.2f}x)"
     )
