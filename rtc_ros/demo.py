@@ -98,7 +98,8 @@ class Monitor:
 
         self._bool, self._empty = Bool, Empty
         self.node = Node("rtc_demo_monitor", context=context)
-        self.joint_states: list[tuple[float, list[str], np.ndarray]] = []
+        self.joint_states: list[tuple[float, float, list[str], np.ndarray]] = []
+        """(received, header stamp, names, positions)"""
         self.commands: list[tuple[float, float, np.ndarray]] = []
         """(received, header stamp, positions)"""
         self.chunks: list[tuple[float, object]] = []
@@ -115,7 +116,9 @@ class Monitor:
         self.node.create_subscription(
             JointState,
             "joint_states",
-            lambda m: self.joint_states.append((now(), list(m.name), np.array(m.position))),
+            lambda m: self.joint_states.append(
+                (now(), _stamp_s(m.header), list(m.name), np.array(m.position))
+            ),
             qos_profile_sensor_data,
         )
         self.node.create_subscription(
@@ -431,16 +434,19 @@ def _plot(monitor: Monitor, harness: Harness, path: pathlib.Path, start: float) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = monitor.joint_states[0][1]
+    names = monitor.joint_states[0][2]
     columns = [
         i
         for i, n in enumerate(names)
         if n.startswith(PLOTTED_ARM + "_") and not n.endswith("gripper")
     ]
-    times = np.array([t for t, _, _ in monitor.joint_states]) - start
-    positions = np.array([p[columns] for _, _, p in monitor.joint_states])
-    velocity = np.gradient(positions, times, axis=0)
-    acceleration = np.gradient(velocity, times, axis=0)
+    times = np.array([t for t, _, _, _ in monitor.joint_states]) - start
+    positions = np.array([p[columns] for _, _, _, p in monitor.joint_states])
+    # Derivatives over the robot's own stamps: the monitor receives samples in bursts when it is
+    # late, and a burst over receive times would draw as a velocity spike.
+    stamps = np.array([s for _, s, _, _ in monitor.joint_states])
+    velocity = np.gradient(positions, stamps, axis=0)
+    acceleration = np.gradient(velocity, stamps, axis=0)
     # A reset moves the arms home at once: a step no servo can make. Those samples are left out of
     # the derivatives instead of drawn as spikes.
     steps = np.abs(np.diff(positions, axis=0)).max(axis=1)
@@ -585,7 +591,7 @@ def _compare_plot(
         len(runs), 3, figsize=(13, 2.1 * len(runs) + 0.6), sharex=True, squeeze=False
     )
     for row, (method, (summary, monitor, harness)) in enumerate(runs.items()):
-        names = monitor.joint_states[0][1] if monitor.joint_states else []
+        names = monitor.joint_states[0][2] if monitor.joint_states else []
         joint = names.index(COMPARED_JOINT) if COMPARED_JOINT in names else 1
         received = np.array([t for t, _, _ in monitor.commands])
         commands = np.array([c[joint] for _, _, c in monitor.commands])
