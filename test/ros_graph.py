@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import rclpy
 import yaml
@@ -52,11 +53,22 @@ class RosGraph:
         return node
 
     def start_process(
-        self, module: str, ros_args: list[str], log: pathlib.Path | None = None
+        self,
+        module: str,
+        ros_args: list[str],
+        log: pathlib.Path | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> subprocess.Popen:
         """A node in a process of its own (as on a robot) on this graph's domain; output to
-        ``log``.
+        ``log``; ``preexec`` runs in the child before the node starts (e.g. to drop a
+        permission).
         """
+
+        def prepare_child() -> None:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            if preexec is not None:
+                preexec()
+
         env = dict(
             os.environ,
             ROS_DOMAIN_ID=str(self.domain_id),
@@ -68,7 +80,7 @@ class RosGraph:
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            preexec_fn=prepare_child,
         )
         self.processes.append(process)
         return process

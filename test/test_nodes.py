@@ -1,6 +1,7 @@
 """The nodes on real rclpy over real DDS, in one process per test on a private domain."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # 
 from ros_graph import CONFIG, RosGraph, config_overrides  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from test_launch_support import small_policy_checkpoint  # noqa: E402
+from test_runtime_realtime import without_realtime_permission  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from rtc_ros.core import ControllerState, GuidanceMode  # noqa: E402
@@ -241,6 +243,47 @@ def test_controller_node_rejects_a_nan_chunk_and_keeps_commanding(graph):
     count = len(commands)
     graph.wait_for(lambda: len(commands) >= count + 10, what="commands after the rejected chunk")
     assert all(np.all(np.isfinite(c.points[0].positions)) for c in commands)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="real-time settings: Linux only")
+@pytest.mark.parametrize("permitted", [True, False], ids=["permitted", "refused"])
+def test_the_split_controller_node_applies_its_real_time_settings_and_reports_them(
+    graph, tmp_path, permitted
+):
+    """In its own process, as on a robot; refused: without the permission to use them."""
+    diagnostics = graph.collect(DiagnosticArray, "/diagnostics")
+    _sim(graph)
+    log = tmp_path / "controller.log"
+    graph.start_process(
+        "rtc_ros.nodes.controller_node",
+        ["--params-file", str(CONFIG), "-p", "thread_priority:=20", "-p", "cpu_affinity:=[0]"],
+        log=log,
+        preexec=None if permitted else without_realtime_permission,
+    )
+
+    def applied():  # the loop's report, once the loop has started (its CPUs are known then)
+        statuses = _statuses(diagnostics, "rtc_controller: controller")
+        values = {v.key: v.value for v in statuses[-1].values} if statuses else {}
+        return values if values.get("cpu_affinity") else None
+
+    graph.wait_for(applied, timeout_s=60, what="the controller's report of its settings")
+    values = applied()
+    if permitted and values["realtime_refused"] == "true":
+        pytest.skip("this machine does not permit real-time settings")
+    expected = (
+        ("20", "SCHED_FIFO", "true", "false") if permitted else ("0", "normal", "false", "true")
+    )
+    reported = ("thread_priority", "scheduler", "memory_locked", "realtime_refused")
+    assert tuple(values[key] for key in reported) == expected
+    assert values["cpu_affinity"] == "0"  # pinning needs no permission
+    graph.wait_for(lambda: "real-time settings:" in log.read_text(), what="the log line")
+    text = log.read_text()
+    if permitted:
+        assert "SCHED_FIFO priority 20, CPUs 0, memory locked" in text
+        assert "refused" not in text
+    else:
+        assert "normal scheduling, CPUs 0, memory not locked" in text
+        assert text.count("real-time settings refused") == 1 and "limits.conf" in text
 
 
 def _publish_joint_states(graph, names, stamp_offset_s=0.0):

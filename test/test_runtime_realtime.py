@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 _PR_CAPBSET_DROP, _CAP_IPC_LOCK, _CAP_SYS_NICE = 24, 14, 23
 
 
-def _without_realtime_permission() -> None:
+def without_realtime_permission() -> None:
     resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
     resource.setrlimit(resource.RLIMIT_MEMLOCK, (64 << 10, 64 << 10))
     if os.geteuid() == 0:
@@ -43,7 +43,7 @@ def _child(code: str, permitted: bool) -> dict:
         capture_output=True,
         text=True,
         timeout=120,
-        preexec_fn=None if permitted else _without_realtime_permission,
+        preexec_fn=None if permitted else without_realtime_permission,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -10,6 +10,11 @@ Each start draws a new run id, published on every ``controller_tick``; the infer
 stamps each chunk with the run id it planned from. A chunk planned for another run (e.g. the
 last chunk before this node restarted, redelivered by transient-local QoS) is rejected,
 counted and logged: its ticks count on a clock that no longer exists.
+
+The loop's thread gets the real-time settings (parameters ``thread_priority``, ``cpu_affinity``,
+``lock_memory``; this process holds no torch, so locking its memory is cheap), logs once what
+the system granted, and ``/diagnostics`` reports it with the loop's timing (``controller_tick``
+does not carry it).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from rtc_ros.nodes.runner import STEADY, run
 from rtc_ros.runtime.command_filter import CommandFilter
 from rtc_ros.runtime.control_loop import ControllerReport, ControlLoop
 from rtc_ros.runtime.observation import ObservationAssembler, ObservationError, ObservationSpec
+from rtc_ros.runtime.realtime import RealtimeStatus
 
 CONTROLLER_PARAMETERS = (
     "joint_names",
@@ -81,6 +87,7 @@ class ControllerNode(Node):
             executor_specs=self._executor_specs,
             realtime_settings=p.realtime_settings(),
             measured_positions=self._joints.joint_positions,
+            on_realtime_applied=self._log_realtime,
         )
         self.rejected_chunks = 0
         self.create_subscription(
@@ -124,6 +131,14 @@ class ControllerNode(Node):
             self._filter.reset(positions)
             self._thread.start()
             self.get_logger().info("joint states received: control loop started")
+
+    def _log_realtime(self, status: RealtimeStatus) -> None:
+        """Once, as the loop starts: what it got, and if anything was refused, the one warning
+        that names how to allow it.
+        """
+        self.get_logger().info(f"control loop real-time settings: {status.summary}")
+        if status.warning:
+            self.get_logger().warning(status.warning)
 
     def _on_chunk(self, message: ActionChunk) -> None:
         try:

@@ -186,6 +186,7 @@ class ControlLoop:
         period_errors_ms: RollingStats | None = None,
         modes: Slot | None = None,
         measured_positions: Callable[[], np.ndarray | None] | None = None,
+        on_realtime_applied: Callable[[RealtimeStatus], None] | None = None,
     ) -> None:
         """``robot_connected``: True once the robot's command subscription has matched the sink's
         publisher; the loop waits for it before its first tick. ``executor_specs``: where a new
@@ -197,7 +198,10 @@ class ControlLoop:
         :class:`ControlMode` (hold and resume). ``measured_positions``: the robot's newest
         measured joint positions (None before the first); the first command of each epoch is
         rate limited from them, not from the last command sent, which the robot may never
-        have reached (a reset, commands sent before it listened).
+        have reached (a reset, commands sent before it listened). ``on_realtime_applied``
+        is called once per :meth:`run`, from the loop's thread before its first tick, with what
+        the system granted (e.g. for a node to log it); without it a refusal is logged as a
+        warning on this module's logger.
         """
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
@@ -218,6 +222,7 @@ class ControlLoop:
         self._modes = modes
         self._mode_request = 0
         self._measured_positions = measured_positions
+        self._on_realtime_applied = on_realtime_applied
         self._epoch_started = True
         self.ticks = 0
         self.commands_published = 0
@@ -284,7 +289,9 @@ class ControlLoop:
                     return
         with realtime(self.realtime_settings) as status:
             self.realtime_status = status
-            if status.warning:
+            if self._on_realtime_applied is not None:
+                self._on_realtime_applied(status)
+            elif status.warning:
                 _LOG.warning(status.warning)
             self._garbage.start()
             try:

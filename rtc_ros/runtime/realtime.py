@@ -76,6 +76,18 @@ class RealtimeStatus:
     """Settings asked for and refused by the system, each with the reason."""
 
     @property
+    def summary(self) -> str:
+        """What the loop got, e.g. 'SCHED_FIFO priority 50, CPUs 0,1, memory locked'."""
+        scheduler = (
+            f"SCHED_FIFO priority {self.thread_priority}"
+            if self.thread_priority > 0
+            else "normal scheduling"
+        )
+        cpus = ",".join(str(cpu) for cpu in self.cpu_affinity) or "none"
+        memory = "memory locked" if self.memory_locked else "memory not locked"
+        return f"{scheduler}, CPUs {cpus}, {memory}"
+
+    @property
     def warning(self) -> str | None:
         """The one warning to log when something was refused, naming how to allow it."""
         if not self.refused:
