@@ -579,7 +579,8 @@ def _compare_plot(
     runs: dict[str, tuple[dict, Monitor, Harness]], path: pathlib.Path, window_s: float = 2.0
 ) -> None:
     """The paper's Fig. 1 from the ROS runs: one joint's commanded position, velocity and
-    acceleration over ``window_s`` in the middle of an episode, one row per method, seams marked.
+    acceleration over ``window_s`` in the middle of an episode, one row per method, seams marked;
+    each column on one scale, so that the rows compare at a glance.
     """
     import matplotlib
 
@@ -588,7 +589,12 @@ def _compare_plot(
 
     period_s = 0.02
     figure, axes = plt.subplots(
-        len(runs), 3, figsize=(13, 2.1 * len(runs) + 0.6), sharex=True, squeeze=False
+        len(runs),
+        3,
+        figsize=(13, 2.1 * len(runs) + 0.6),
+        sharex=True,
+        sharey="col",
+        squeeze=False,
     )
     for row, (method, (summary, monitor, harness)) in enumerate(runs.items()):
         names = monitor.joint_states[0][2] if monitor.joint_states else []
