@@ -5,6 +5,7 @@ import json
 import pytest
 
 from rtc_ros.bench import latency
+from rtc_ros.bench.latency_policies import LatencyConfig
 
 MODES = ("vanilla", "stop_gradient", "vjp")
 
@@ -80,4 +81,4 @@ def test_invalid_settings_name_what_to_change():
     with pytest.raises(SystemExit):
         latency.main(["--execution-horizon", "50"])
     with pytest.raises(ValueError, match="inference_delay"):
-        latency.LatencyConfig(execution_horizon=40, inference_delay=20)
+        LatencyConfig(execution_horizon=40, inference_delay=20)
