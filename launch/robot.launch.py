@@ -1,19 +1,24 @@
 """Real-Time Chunking on a robot: the composed rtc_node (inference + 50 Hz controller).
 
     ros2 launch rtc_ros robot.launch.py config:=/path/robot.yaml namespace:=left \
-        device:=cuda policy:=/path/policy.pt commands_topic:=/left_arm_controller/joint_trajectory
+        device:=cuda policy:=/path/policy_folder
 
 With split:=true the controller runs as its own node (controller_node) and chunks travel on
 the ``chunks`` topic, e.g. inference on a GPU server and the controller on the robot's computer.
 Every argument is checked before a node starts; a node that dies stops the launch with a
 non-zero exit status (on_failure:=shutdown) or is started again (on_failure:=respawn).
+
+The nodes are managed nodes: configured and activated here unless autostart:=false, which
+leaves them unconfigured for a supervisor (``ros2 lifecycle set /rtc configure``, ``activate``).
+A node that fails to configure stops the launch too.
 """
 
 from launch.actions import GroupAction, OpaqueFunction
-from launch_ros.actions import Node, PushROSNamespace
+from launch_ros.actions import LifecycleNode, PushROSNamespace
 
 from launch import LaunchDescription
 from rtc_ros.launching import (
+    brought_up,
     declare_robot_arguments,
     failure_handling,
     robot_argument_values,
@@ -29,40 +34,26 @@ def _nodes(context):
     remappings = robot_remappings(values)
     # The overrides come after the file, so that they win over its values.
     parameters = [values["config"], overrides]
-    required = failure_handling(values)
     if values["split"] == "true":
-        nodes = [
-            Node(
-                package="rtc_ros",
-                executable="inference_node",
-                name="rtc_inference",
-                output="screen",
-                parameters=parameters,
-                remappings=remappings,
-                **required,
-            ),
-            Node(
-                package="rtc_ros",
-                executable="controller_node",
-                name="rtc_controller",
-                output="screen",
-                parameters=[values["config"]],
-                remappings=remappings,
-                **required,
-            ),
+        named = [
+            ("inference_node", "rtc_inference", parameters),
+            ("controller_node", "rtc_controller", [values["config"]]),
         ]
     else:
-        nodes = [
-            Node(
-                package="rtc_ros",
-                executable="rtc_node",
-                name="rtc",
-                output="screen",
-                parameters=parameters,
-                remappings=remappings,
-                **required,
-            )
-        ]
+        named = [("rtc_node", "rtc", parameters)]
+    nodes = []
+    for executable, name, node_parameters in named:
+        node = LifecycleNode(
+            package="rtc_ros",
+            executable=executable,
+            name=name,
+            namespace="",  # the group's PushROSNamespace gives the namespace
+            output="screen",
+            parameters=node_parameters,
+            remappings=remappings,
+            **failure_handling(values),
+        )
+        nodes += brought_up(node, values)
     return [GroupAction([PushROSNamespace(values["namespace"]), *nodes])]
 
 

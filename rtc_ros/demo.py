@@ -3,7 +3,8 @@
     .venv/bin/python -m rtc_ros.demo --episodes 30 --output demo_out
 
 starts ``sim_node`` (the simulated robot) and ``rtc_node`` (inference + 50 Hz controller) as
-separate processes on a private ROS domain. Every inference is padded to 100 ms
+separate processes on a private ROS domain, and configures and activates ``rtc`` through its
+lifecycle services as a supervisor would. Every inference is padded to 100 ms
 (``--emulated-latency-ms``), so that RTC works under a VLA's delay (d = 5 ticks) on any machine.
 A monitor node runs the episodes as an evaluation harness on a robot would: when an episode
 ends (both cubes grasped, or the 6 s limit) it holds the controller (``rtc/hold``), resets the
@@ -164,6 +165,32 @@ class Monitor:
 
     def reset_robot(self) -> None:
         self._reset.publish(self._empty())
+
+
+def bring_up(node, executor, target: str, deadline: float) -> str:
+    """Configure and activate the managed node ``target`` as a supervisor would: "" or what
+    failed.
+    """
+    from lifecycle_msgs.srv import ChangeState
+
+    client = node.create_client(ChangeState, f"{target}/change_state")
+    try:
+        while not client.service_is_ready():
+            if time.monotonic() > deadline:
+                return f"{target} offered no lifecycle service within the start-up timeout"
+            executor.spin_once(timeout_sec=0.1)
+        for transition in ("configure", "activate"):
+            request = ChangeState.Request()
+            request.transition.label = transition
+            future = client.call_async(request)
+            executor.spin_until_future_complete(
+                future, timeout_sec=max(deadline - time.monotonic(), 0.1)
+            )
+            if not (future.done() and future.result().success):
+                return f"{target} failed to {transition} (see its log)"
+        return ""
+    finally:
+        node.destroy_client(client)
 
 
 def _stamp_s(header) -> float:
@@ -539,8 +566,12 @@ def run(args, method: str, output: pathlib.Path) -> tuple[dict, Monitor, Harness
             f"{output}) ...",
             flush=True,
         )
-        if not harness.spin_until(
-            lambda: monitor.commands and monitor.episodes, args.startup_timeout
+        deadline = time.monotonic() + args.startup_timeout
+        failure = bring_up(monitor.node, executor, "/rtc", deadline)
+        if failure:
+            pass
+        elif not harness.spin_until(
+            lambda: monitor.commands and monitor.episodes, deadline - time.monotonic()
         ):
             failure = "no command within the start-up timeout"
         else:

@@ -5,7 +5,9 @@ Every argument is checked before the first node starts (a launch file that start
 simulator and then failed on a mistyped argument would leave it running alone). A node that
 exits on its own, which only happens on a failure, either stops the whole launch with a
 non-zero exit status (``on_failure:=shutdown``, the default) or is started again
-(``on_failure:=respawn``).
+(``on_failure:=respawn``). The RTC nodes are managed nodes: with ``autostart:=true`` (the
+default) launch configures and then activates them, and a failed configure stops the launch
+like a node that died; ``autostart:=false`` leaves them unconfigured for a supervisor.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from __future__ import annotations
 import enum
 import os
 
-from launch.actions import DeclareLaunchArgument, EmitEvent
-from launch.events import Shutdown
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessStart
+from launch.events import Shutdown, matches_action
 from launch.substitutions import LaunchConfiguration
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
 from rtc_ros.nodes.parameters import ControllerPlacement, check_device
 
@@ -44,12 +50,15 @@ ROBOT_ARGUMENTS = {
     "on_failure": "When a node dies: shutdown (stop everything, exit non-zero) "
     "or respawn (start it again)",
     "respawn_delay": "Seconds before a node is started again with on_failure:=respawn",
+    "autostart": "true: configure and activate the nodes; false: leave them unconfigured for a "
+    "supervisor (lifecycle services <node>/change_state)",
 }
 """Name -> description of robot.launch.py's arguments; sim_demo.launch.py forwards them all."""
 
 _CHOICES = {
     "controller": ["", ControllerPlacement.PROCESS.value, ControllerPlacement.THREAD.value],
     "split": ["true", "false"],
+    "autostart": ["true", "false"],
     "on_failure": [m.value for m in OnFailure],
 }
 
@@ -80,6 +89,7 @@ def declare_robot_arguments() -> list[DeclareLaunchArgument]:
         "commands_topic": "commands",
         "on_failure": "shutdown",
         "respawn_delay": "2.0",
+        "autostart": "true",
     }
     return [
         DeclareLaunchArgument(
@@ -133,3 +143,46 @@ def failure_handling(values: dict[str, str]) -> dict:
     if OnFailure(values["on_failure"]) is OnFailure.RESPAWN:
         return {"respawn": True, "respawn_delay": float(values["respawn_delay"])}
     return {"on_exit": _stop_launch}
+
+
+def brought_up(node, values: dict[str, str]) -> list:
+    """A launch_ros LifecycleNode and, with autostart, what brings it to active: configure
+    whenever its process starts (a respawned node too), activate whenever it is configured. A
+    failed configure stops the launch. A supervisor that drives the transitions itself uses
+    autostart:=false.
+    """
+    if values["autostart"] != "true":
+        return [node]
+
+    def change(transition_id: int) -> EmitEvent:
+        return EmitEvent(
+            event=ChangeState(
+                lifecycle_node_matcher=matches_action(node), transition_id=transition_id
+            )
+        )
+
+    def configure_failed(context):
+        raise RuntimeError(f"{node.node_name} failed to configure (its log says why): stopping")
+
+    return [
+        RegisterEventHandler(
+            OnProcessStart(target_action=node, on_start=[change(Transition.TRANSITION_CONFIGURE)])
+        ),
+        RegisterEventHandler(
+            OnStateTransition(
+                target_lifecycle_node=node,
+                start_state="configuring",
+                goal_state="inactive",
+                entities=[change(Transition.TRANSITION_ACTIVATE)],
+            )
+        ),
+        RegisterEventHandler(
+            OnStateTransition(
+                target_lifecycle_node=node,
+                start_state="configuring",
+                goal_state="unconfigured",
+                entities=[OpaqueFunction(function=configure_failed)],
+            )
+        ),
+        node,
+    ]

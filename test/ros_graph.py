@@ -52,6 +52,17 @@ class RosGraph:
         self.executor.add_node(node)
         return node
 
+    def add_active(self, node):
+        """Add a managed node and bring it to active (configure, activate), as launch does."""
+        from rclpy.lifecycle import TransitionCallbackReturn
+
+        self.add(node)
+        for transition in (node.trigger_configure, node.trigger_activate):
+            result = transition()
+            if result != TransitionCallbackReturn.SUCCESS:
+                raise AssertionError(f"{node.get_name()}: {transition.__name__} returned {result}")
+        return node
+
     def start_process(
         self,
         module: str,
@@ -85,6 +96,12 @@ class RosGraph:
         self.processes.append(process)
         return process
 
+    def activate(self, target: str) -> None:
+        """Configure and activate the managed node ``target`` (in any process), as launch does."""
+        client = LifecycleClient(self.probe, target)
+        for transition in ("configure", "activate"):
+            assert client.change(transition), f"{target} failed to {transition}"
+
     def collect(self, message_type, topic: str, qos=10) -> list:
         received = []
         self.probe.create_subscription(message_type, topic, received.append, qos)
@@ -107,11 +124,39 @@ class RosGraph:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+        # The executor first, so that no callback runs while the nodes release what they hold.
+        self.executor.shutdown(timeout_sec=2.0)
         for node in reversed(self.nodes):
             if hasattr(node, "shutdown"):
                 node.shutdown()
-        self.executor.shutdown(timeout_sec=2.0)
         for node in self.nodes:
             node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(2.0)
+
+
+class LifecycleClient:
+    """A supervisor's view of one managed node: its ``get_state`` and ``change_state`` services."""
+
+    def __init__(self, node, target: str) -> None:
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        self._get_state = node.create_client(GetState, f"{target}/get_state")
+        self._change_state = node.create_client(ChangeState, f"{target}/change_state")
+
+    def state(self) -> str:
+        return self._call(self._get_state, self._get_state.srv_type.Request()).current_state.label
+
+    def change(self, transition: str) -> bool:
+        """Request a transition by label (configure, activate, deactivate, cleanup, shutdown)."""
+        request = self._change_state.srv_type.Request()
+        request.transition.label = transition
+        return self._call(self._change_state, request, timeout_s=60.0).success
+
+    @staticmethod
+    def _call(client, request, timeout_s: float = 10.0):
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise AssertionError(f"service {client.srv_name} is not available")
+        future = client.call_async(request)
+        RosGraph.wait_for(future.done, timeout_s, f"a response from {client.srv_name}")
+        return future.result()

@@ -24,7 +24,7 @@ pytest.importorskip("rtc_ros.msg", reason="rtc_ros messages are not built (run s
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from rclpy.time import Time  # noqa: E402
-from ros_graph import CONFIG, RosGraph, config_overrides  # noqa: E402
+from ros_graph import CONFIG, LifecycleClient, RosGraph, config_overrides  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from test_launch_support import skip_without_launch_testing, small_policy_checkpoint  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
@@ -103,11 +103,14 @@ def _sim(graph):
 
 
 def _rtc_node(graph, policy_path, *arguments, log=None):
-    return graph.start_process(
+    """rtc_node in a process of its own, brought to active through its lifecycle services."""
+    process = graph.start_process(
         "rtc_ros.nodes.rtc_node",
         ["--params-file", str(CONFIG), "-p", f"policy:={policy_path}", *arguments],
         log=log,
     )
+    graph.activate("/rtc")
+    return process
 
 
 def _control_process(rtc: subprocess.Popen) -> int:
@@ -247,7 +250,7 @@ def test_a_sensor_that_stops_after_a_future_or_past_stamp_stops_inference_and_is
 ):
     robot = Robot(graph)
     overrides = config_overrides(policy=policy_path)
-    node = graph.add(
+    node = graph.add_active(
         InferenceNode(
             "rtc",
             placement=ControllerPlacement.THREAD,
@@ -292,6 +295,8 @@ def test_a_restarted_controller_node_rejects_the_old_runs_chunk_and_executes_fre
     controller = graph.start_process(
         "rtc_ros.nodes.controller_node", ["--params-file", str(CONFIG)]
     )
+    graph.activate("/rtc_inference")
+    graph.activate("/rtc_controller")
     graph.wait_for(lambda: len(robot.commands) >= 50, timeout_s=120, what="50 commands")
     old_run = ticks[-1].run_id
     controller.kill()
@@ -307,6 +312,7 @@ def test_a_restarted_controller_node_rejects_the_old_runs_chunk_and_executes_fre
 
     restarted = time.monotonic()
     graph.start_process("rtc_ros.nodes.controller_node", ["--params-file", str(CONFIG)])
+    graph.activate("/rtc_controller")
     graph.wait_for(
         lambda: sum(t >= restarted for t, _ in robot.commands) >= 50,
         timeout_s=60,
@@ -342,15 +348,15 @@ def test_a_missing_parameter_file_is_an_error_naming_it(tmp_path):
     assert str(missing) in result.stdout + result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_bad_parameter_stops_the_node_with_one_clear_line_and_exit_code_2():
-    result = _run_node(
-        "rtc_ros.nodes.rtc_node", "--ros-args", "--params-file", str(CONFIG), "-p", "device:=gpu9"
+def test_a_bad_parameter_fails_configure_with_one_clear_line(graph, tmp_path):
+    log = tmp_path / "rtc_node.log"
+    graph.start_process(
+        "rtc_ros.nodes.rtc_node", ["--params-file", str(CONFIG), "-p", "device:=gpu9"], log=log
     )
-    assert result.returncode == 2
-    assert (
-        "device must be cpu, cuda or cuda:N, got 'gpu9'" in result.stderr
-        and "Traceback" not in result.stderr
-    )
+    rtc = LifecycleClient(graph.probe, "/rtc")
+    assert not rtc.change("configure") and rtc.state() == "unconfigured"
+    text = log.read_text()
+    assert "device must be cpu, cuda or cuda:N, got 'gpu9'" in text and "Traceback" not in text
 
 
 @pytest.mark.parametrize("module", ["rtc_node", "inference_node", "controller_node", "sim_node"])

@@ -48,7 +48,7 @@ def graph():
 
 def _rtc(graph, policy_path, placement=ControllerPlacement.THREAD, name="rtc", **kwargs):
     overrides = config_overrides(policy=policy_path, **kwargs.pop("params", {}))
-    return graph.add(
+    return graph.add_active(
         InferenceNode(
             name,
             placement=placement,
@@ -178,7 +178,7 @@ def test_split_mode_over_topics_keeps_the_continuity_of_the_composed_mode(policy
                 ticks = graph.collect(ControllerTick, "controller_tick", CHUNK_QOS)
                 statuses = graph.collect(RtcStatus, "rtc/status")
                 _rtc(graph, policy_path, placement=ControllerPlacement.TOPIC)
-                graph.add(
+                graph.add_active(
                     ControllerNode(context=graph.context, parameter_overrides=config_overrides())
                 )
             graph.wait_for(
@@ -209,7 +209,7 @@ def test_controller_node_rejects_a_nan_chunk_and_keeps_commanding(graph):
     commands = graph.collect(JointTrajectory, "commands", PROBE_QOS)
     _sim(graph)
     ticks = graph.collect(ControllerTick, "controller_tick", CHUNK_QOS)
-    controller = graph.add(
+    controller = graph.add_active(
         ControllerNode(context=graph.context, parameter_overrides=config_overrides())
     )
     chunks = graph.probe.create_publisher(ActionChunk, "chunks", CHUNK_QOS)
@@ -380,10 +380,9 @@ def test_stale_joint_states_are_rejected(graph, policy_path):
 
 
 def test_invalid_parameters_are_rejected_with_a_clear_message(graph, policy_path):
-    with pytest.raises(ValueError, match="min_execution_horizon .* must be < prediction_horizon"):
-        _rtc(graph, policy_path, params={"min_execution_horizon": 50})
-    with pytest.raises(ValueError, match="guidance must be one of vjp, stop_gradient"):
-        _rtc(graph, policy_path, name="rtc_guidance", params={"guidance": "adjoint"})
+    """At start-up they fail the configure transition (test_nodes_lifecycle.py); at run time,
+    here.
+    """
     node = _rtc(graph, policy_path, name="rtc_ok")
     assert not node.set_parameters([Parameter("beta", value=-1.0)])[0].successful
     result = node.set_parameters([Parameter("guidance", value="adjoint")])[0]

@@ -140,3 +140,20 @@ def test_future_stamps_beyond_the_clock_skew_are_rejected_so_a_stopped_sensor_go
     )
     observation, reason = assembler.assemble(now_s=11.0)
     assert observation is None and "s old" in reason
+
+
+def test_placeholder_observation_has_the_shapes_and_types_of_an_assembled_one():
+    spec = ObservationSpec(("a", "b"), ("top", "wrist"), SHAPE, max_age_s=1.0)
+    assembler = ObservationAssembler(spec)
+    assembler.add_joint_state(["a", "b"], [0.5, -0.5], stamp_s=10.0, now_s=10.0)
+    for camera in ("top", "wrist"):
+        assembler.add_image(camera, np.full(SHAPE, 7, np.uint8), stamp_s=10.0, now_s=10.0)
+    observation, _ = assembler.assemble(10.1)
+    placeholder = assembler.placeholder()
+    assert {k: (v.shape, v.dtype) for k, v in placeholder.items()} == {
+        k: (v.shape, v.dtype) for k, v in observation.items()
+    }
+    assert (
+        placeholder["image"].shape == (1, 6, 2, 3)
+        and float(np.abs(placeholder["state"]).max()) == 0.0
+    )

@@ -33,7 +33,7 @@ import time
 import numpy as np
 import yaml
 
-from rtc_ros.demo import config_path, start_node_process
+from rtc_ros.demo import bring_up, config_path, start_node_process
 
 STEP_TOLERANCE = 1e-9
 """Commands travel as float64: a step equal to the limit may differ from it by rounding only."""
@@ -369,9 +369,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         deadline = time.monotonic() + args.startup_timeout
-        while monitor.commands == 0 and time.monotonic() < deadline and alive():
+        failure = bring_up(monitor.node, executor, "/rtc", deadline)
+        while not failure and monitor.commands == 0 and time.monotonic() < deadline and alive():
             executor.spin_once(timeout_sec=0.1)
-        if monitor.commands == 0:
+        if failure:
+            failures.append(failure)
+        elif monitor.commands == 0:
             failures.append("no command within the start-up timeout")
         else:
             start = time.monotonic()

@@ -4,10 +4,10 @@ All three offer the same small interface to the inference worker: ``controller_s
 ``publish_chunk(chunk)``, ``publish_measured(positions)`` (the robot's newest joint positions,
 where the first command of each epoch is rate limited from), ``report()``,
 ``start(initial_positions)``, ``reconfigure(executor)`` (a new s_min changes the synchronous
-baseline's pause), ``set_mode(mode)`` (hold and resume),
-``close()``, and ``failure()``: why the controller is gone (None while it runs), with ``FATAL``
-saying whether the node must then stop (a thread or process of its own) or wait for it (a
-remote controller).
+baseline's pause), ``set_mode(mode)`` (hold and resume), ``close()`` (stop commanding; a managed
+node starts and closes a link at every activation and deactivation), and ``failure()``: why
+the controller is gone (None while it runs), with ``FATAL`` saying whether the node must then
+stop (a thread or process of its own) or wait for it (a remote controller).
 """
 
 from __future__ import annotations
@@ -87,24 +87,38 @@ class ThreadControllerLink:
     FATAL = True
 
     def __init__(self, node: Node, params: RtcParameters) -> None:
+        self._params = params
+        self._executor = params.executor_spec()
+        self._commands = CommandPublisher(node, params)
         self._chunks: AtomicSlot[Chunk] = AtomicSlot()
         self._states: AtomicSlot[ControllerState] = AtomicSlot()
         self._executor_specs: AtomicSlot[ExecutorSpec] = AtomicSlot()
         self._modes: AtomicSlot[ControlMode] = AtomicSlot()
         self._measured: AtomicSlot[np.ndarray] = AtomicSlot()
-        self._filter = CommandFilter(params.joint_limits())
-        commands = CommandPublisher(node, params)
+        self._loop: ControlLoop | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, initial_positions: np.ndarray) -> None:
+        """A fresh loop (a new run id) and fresh slots each time: nothing of an earlier
+        activation runs.
+        """
+        p = self._params
+        self._chunks, self._states, self._executor_specs = AtomicSlot(), AtomicSlot(), AtomicSlot()
+        self._modes = AtomicSlot()
+        command_filter = CommandFilter(p.joint_limits())
+        command_filter.reset(initial_positions)
         # Priority and affinity for the loop's thread, but no mlockall: that would lock the
         # whole inference process, torch's (and CUDA's) mappings included.
-        settings = dataclasses.replace(params.realtime_settings(), lock_memory=False)
+        settings = dataclasses.replace(p.realtime_settings(), lock_memory=False)
         self._loop = ControlLoop(
-            params.period_s,
-            ChunkExecutor(params.executor_spec(), new_run_id()),
+            p.period_s,
+            ChunkExecutor(self._executor, new_run_id()),
             self._chunks,
             self._states,
-            self._filter,
-            commands,
-            robot_connected=commands.connected,
+            command_filter,
+            self._commands,
+            robot_connected=self._commands.connected,
             executor_specs=self._executor_specs,
             realtime_settings=settings,
             modes=self._modes,
@@ -114,9 +128,6 @@ class ThreadControllerLink:
         self._thread = threading.Thread(
             target=self._loop.run, args=(self._stop,), name="rtc_control", daemon=True
         )
-
-    def start(self, initial_positions: np.ndarray) -> None:
-        self._filter.reset(initial_positions)
         self._thread.start()
 
     def controller_state(self) -> ControllerState | None:
@@ -126,6 +137,7 @@ class ThreadControllerLink:
         self._chunks.publish(chunk)
 
     def reconfigure(self, executor: ExecutorSpec) -> None:
+        self._executor = executor
         self._executor_specs.publish(executor)
 
     def set_mode(self, mode: ControlMode) -> None:
@@ -135,16 +147,17 @@ class ThreadControllerLink:
         self._measured.publish(positions)
 
     def report(self) -> ControllerReport:
-        return self._loop.report()
+        return ControllerReport() if self._loop is None else self._loop.report()
 
     def failure(self) -> str | None:
-        if self._thread.ident is None or self._thread.is_alive() or self._stop.is_set():
+        if self._thread is None or self._thread.is_alive() or self._stop.is_set():
             return None
         return "control thread ended"
 
     def close(self) -> None:
+        """Stop the loop after its current tick; :meth:`start` may run a new one."""
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(2.0)
 
 
@@ -234,10 +247,12 @@ class ProcessControllerLink:
         )
         self._executor = params.executor_spec()
         self._process: ControlProcess | None = None
+        self._last_report = ControllerReport()
         self._closed = False
 
     def start(self, initial_positions: np.ndarray) -> None:
         p = self._params
+        self._closed = False
         self._process = ControlProcess(
             ControlProcessSpec(
                 period_s=p.period_s,
@@ -255,23 +270,28 @@ class ProcessControllerLink:
         return None if self._process is None else self._process.controller_state()
 
     def publish_chunk(self, chunk: Chunk) -> None:
-        self._process.publish_chunk(chunk)
+        process = self._process
+        if process is not None:  # None once closed: a chunk finished after that goes nowhere
+            process.publish_chunk(chunk)
 
     def reconfigure(self, executor: ExecutorSpec) -> None:
         self._executor = executor
-        if self._process is not None:
-            self._process.reconfigure(executor)
+        process = self._process
+        if process is not None:
+            process.reconfigure(executor)
 
     def set_mode(self, mode: ControlMode) -> None:
-        if self._process is not None:
-            self._process.set_mode(mode)
+        process = self._process
+        if process is not None:
+            process.set_mode(mode)
 
     def publish_measured(self, positions: np.ndarray) -> None:
-        if self._process is not None:
-            self._process.publish_measured_positions(positions)
+        process = self._process
+        if process is not None:
+            process.publish_measured_positions(positions)
 
     def report(self) -> ControllerReport:
-        return ControllerReport() if self._process is None else self._process.report()
+        return self._last_report if self._process is None else self._process.report()
 
     def failure(self) -> str | None:
         if self._process is None or self._process.is_alive() or self._closed:
@@ -279,9 +299,14 @@ class ProcessControllerLink:
         return f"control process {self._process.pid} exited with code {self._process.exitcode}"
 
     def close(self) -> None:
+        """Stop the control process and remove its shared memory; :meth:`start` may start
+        another.
+        """
         self._closed = True
-        if self._process is not None:
-            self._process.stop()
+        process, self._process = self._process, None
+        if process is not None:
+            process.stop()
+            self._last_report = process.report()
 
 
 class TopicControllerLink:

@@ -3,13 +3,15 @@
 It does the handover itself with the same bookkeeping as the composed node: a subscription
 callback validates each ``chunks`` message and publishes it into a lock-free slot; the control
 loop (its own thread, in a process without torch) reads the slot every tick and publishes
-``commands`` and ``controller_tick``. The loop starts once joint states have been received,
-from the measured positions, so the first command is rate limited like every other one.
+``commands`` and ``controller_tick``. A managed node: ``configure`` checks the parameters and
+subscribes; ``activate`` starts the loop once fresh joint states of every joint are in, from the
+measured positions, so the first command is rate limited like every other one; ``deactivate``
+stops it after a complete tick (the robot holds the last command).
 
-Each start draws a new run id, published on every ``controller_tick``; the inference node
+Each activation draws a new run id, published on every ``controller_tick``; the inference node
 stamps each chunk with the run id it planned from. A chunk planned for another run (e.g. the
-last chunk before this node restarted, redelivered by transient-local QoS) is rejected,
-counted and logged: its ticks count on a clock that no longer exists.
+last chunk before this node was deactivated or restarted, redelivered by transient-local QoS)
+is rejected, counted and logged: its ticks count on a clock that no longer exists.
 
 The loop's thread gets the real-time settings (parameters ``thread_priority``, ``cpu_affinity``,
 ``lock_memory``; this process holds no torch, so locking its memory is cheap), logs once what
@@ -24,7 +26,6 @@ import sys
 import threading
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 
@@ -34,6 +35,7 @@ from rtc_ros.msg import ActionChunk, ControllerTick
 from rtc_ros.nodes import parameters
 from rtc_ros.nodes.controller_links import CHUNK_QOS, QOS_OVERRIDES, CommandPublisher
 from rtc_ros.nodes.diagnostics import HealthMonitor, diagnostic_array
+from rtc_ros.nodes.lifecycle import ManagedNode
 from rtc_ros.nodes.messages import controller_tick_message, message_to_chunk
 from rtc_ros.nodes.runner import STEADY, run
 from rtc_ros.runtime.command_filter import CommandFilter
@@ -59,37 +61,30 @@ CONTROLLER_PARAMETERS = (
 )
 
 
-class ControllerNode(Node):
+class ControllerNode(ManagedNode):
     def __init__(self, node_name: str = "rtc_controller", **node_kwargs) -> None:
         super().__init__(node_name, **node_kwargs)
-        self.params = parameters.declare(self, CONTROLLER_PARAMETERS)
-        p = self.params
-        self._chunks = AtomicSlot()
-        self._states = AtomicSlot()
-        self._executor_specs = AtomicSlot()
-        self._tick_publisher = self.create_publisher(ControllerTick, "controller_tick", CHUNK_QOS)
+        parameters.declare(self, CONTROLLER_PARAMETERS)
+        parameters.on_change(self, self._apply_parameters)
+        self.params: parameters.RtcParameters | None = None
+        self.rejected_chunks = 0
+        self.loop: ControlLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._awaiting_joint_states = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def configure_runtime(self) -> None:
+        p = parameters.read(self)
+        self._chunks: AtomicSlot = AtomicSlot()
+        self._tick_publisher = self.create_lifecycle_publisher(
+            ControllerTick, "controller_tick", CHUNK_QOS
+        )
+        self._commands = CommandPublisher(self, p)
         self._joints = ObservationAssembler(
             ObservationSpec(
                 p.joint_names, (), (3, 1, 1), max_age_s=1.0, max_future_s=p.max_clock_skew_s
             )
         )
-        self._filter = CommandFilter(p.joint_limits())
-        commands = CommandPublisher(self, p)
-        self.loop = ControlLoop(
-            p.period_s,
-            ChunkExecutor(p.executor_spec(), new_run_id()),
-            self._chunks,
-            self._states,
-            self._filter,
-            commands,
-            on_tick=self._on_tick,
-            robot_connected=commands.connected,
-            executor_specs=self._executor_specs,
-            realtime_settings=p.realtime_settings(),
-            measured_positions=self._joints.joint_positions,
-            on_realtime_applied=self._log_realtime,
-        )
-        self.rejected_chunks = 0
         self.create_subscription(
             ActionChunk, "chunks", self._on_chunk, CHUNK_QOS, qos_overriding_options=QOS_OVERRIDES
         )
@@ -100,35 +95,77 @@ class ControllerNode(Node):
             qos_profile_sensor_data,
             qos_overriding_options=QOS_OVERRIDES,
         )
-        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_publisher = self.create_lifecycle_publisher(
+            DiagnosticArray, "/diagnostics", 10
+        )
         self.health = HealthMonitor(p.prediction_horizon, p.period_s, "controller")
         self._report = ControllerReport()
-        self.create_timer(1.0, self._publish_health, clock=STEADY)
+        # Last: creating the publishers declares QoS parameters, which calls _apply_parameters.
+        self.params = p
+
+    def activate_runtime(self) -> None:
+        p = self.params
+        self._chunks = AtomicSlot()
+        self._filter = CommandFilter(p.joint_limits())
+        self._executor_specs = AtomicSlot()
+        self.loop = ControlLoop(
+            p.period_s,
+            ChunkExecutor(p.executor_spec(), new_run_id()),
+            self._chunks,
+            AtomicSlot(),
+            self._filter,
+            self._commands,
+            on_tick=self._on_tick,
+            robot_connected=self._commands.connected,
+            executor_specs=self._executor_specs,
+            realtime_settings=p.realtime_settings(),
+            measured_positions=self._joints.joint_positions,
+            on_realtime_applied=self._log_realtime,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self.loop.run, args=(self._stop,), name="rtc_control", daemon=True
         )
-        parameters.on_change(self, lambda: self.params, self._apply_parameters)
+        self._health_timer = self.create_timer(1.0, self._publish_health, clock=STEADY)
+        self._awaiting_joint_states = True
+
+    def deactivate_runtime(self) -> None:
+        self._awaiting_joint_states = False
+        if self._thread is not None:
+            self._stop.set()
+            if self._thread.is_alive():
+                self._thread.join(2.0)
+            self._thread = None
+            self.destroy_timer(self._health_timer)
+
+    def release_runtime(self) -> None:
+        """Nothing heavy is held: the loop stopped at deactivation, ROS entities go at cleanup."""
+        self.params = None
 
     def _apply_parameters(self, params: parameters.RtcParameters) -> None:
         """A new s_min changes the synchronous baseline's pause from the loop's next tick on."""
+        if self.params is None:
+            return  # unconfigured: configure reads them
         self.params = params
-        self._executor_specs.publish(params.executor_spec())
+        if self.loop is not None:
+            self._executor_specs.publish(params.executor_spec())
         self._joints.set_time_limits(self._joints.spec.max_age_s, params.max_clock_skew_s)
 
+    # -- callbacks ---------------------------------------------------------------------
     def _on_joint_state(self, message: JointState) -> None:
         stamp = message.header.stamp.sec + message.header.stamp.nanosec * 1e-9
+        now_s = self.get_clock().now().nanoseconds * 1e-9
         try:
-            self._joints.add_joint_state(
-                message.name, message.position, stamp, self.get_clock().now().nanoseconds * 1e-9
-            )
+            self._joints.add_joint_state(message.name, message.position, stamp, now_s)
         except ObservationError as error:
             self.get_logger().warning(f"rejected joint state: {error}", throttle_duration_sec=5.0)
             return
-        positions = self._joints.joint_positions()
-        # Started once every configured joint has been seen (no NaN left).
-        if self._thread.ident is None and not any(v != v for v in positions):
-            self._filter.reset(positions)
+        if not self._awaiting_joint_states:
+            return
+        fresh, _ = self._joints.assemble(now_s)
+        if fresh is not None:  # every configured joint seen, none stale
+            self._awaiting_joint_states = False
+            self._filter.reset(self._joints.joint_positions())
             self._thread.start()
             self.get_logger().info("joint states received: control loop started")
 
@@ -150,6 +187,9 @@ class ControllerNode(Node):
             self.get_logger().error(
                 f"rejected chunk {message.sequence}: {error}", throttle_duration_sec=2.0
             )
+            return
+        if self.loop is None:
+            # Not activated yet: the transient-local chunk is redelivered at subscription only.
             return
         state = self.loop.executor.state
         if not state.plans(chunk):
@@ -195,12 +235,6 @@ class ControllerNode(Node):
                 {"controller": health},
             )
         )
-
-    def shutdown(self) -> None:
-        """Stop the loop: nothing is commanded afterwards."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(2.0)
 
 
 def main(args=None) -> None:

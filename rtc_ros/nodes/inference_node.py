@@ -1,9 +1,12 @@
 """Inference node: observations in, RTC chunks out to the controller, health out to /diagnostics.
 
-Parameters (config/*.yaml, see :mod:`rtc_ros.nodes.parameters`) -> subscriptions to
-``joint_states`` and ``<camera>/image_raw`` -> a background :class:`InferenceWorker` running the
-core's planner and guided sampler -> a controller link (thread, process or topic) -> 1 Hz
-``/diagnostics`` and ``~/status``; ``~/chunks`` carries every chunk for monitoring.
+A managed node (:mod:`rtc_ros.nodes.lifecycle`): ``configure`` checks the parameters (see
+:mod:`rtc_ros.nodes.parameters`), loads the policy and warms it up, and subscribes to
+``joint_states`` and ``<camera>/image_raw``; ``activate`` starts, from the measured joint
+positions, a controller link (thread, process or topic) and a background
+:class:`InferenceWorker` running the core's planner and guided sampler, and publishes 1 Hz
+``/diagnostics`` and ``~/status`` and every chunk on ``~/chunks``; ``deactivate`` stops both
+and the robot holds its last command; ``cleanup`` releases the policy and its GPU memory.
 
 A control loop of its own (thread or process) that dies is fatal: within a tenth of a second
 the node reports it as ERROR on /diagnostics, logs it, stops inference and exits non-zero,
@@ -18,6 +21,7 @@ measured joint state with a fresh chunk, made from the first observation stamped
 from __future__ import annotations
 
 import enum
+import gc
 import os
 import sys
 
@@ -26,7 +30,6 @@ import rclpy.parameter
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.duration import Duration
-from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
@@ -50,6 +53,7 @@ from rtc_ros.nodes.diagnostics import (
     diagnostic_array,
     status_message,
 )
+from rtc_ros.nodes.lifecycle import ManagedNode
 from rtc_ros.nodes.messages import ObservationError, chunk_to_message, image_message_to_array
 from rtc_ros.nodes.parameters import ControllerPlacement, RtcParameters
 from rtc_ros.nodes.runner import STEADY, run
@@ -66,15 +70,17 @@ def _stamp_s(header) -> float:
 
 class Phase(enum.Enum):
     STARTING = "starting"
-    """Waiting for the first complete observation."""
+    """Active, waiting for the first complete observation."""
     RUNNING = "running"
     HOLDING = "holding"
     """Told to hold (the robot is being reset): nothing is commanded or planned."""
     RESUMING = "resuming"
     """Released: waiting for an observation stamped after the release."""
+    INACTIVE = "inactive"
+    """Unconfigured or inactive (lifecycle): nothing is commanded or planned."""
 
 
-class InferenceNode(Node):
+class InferenceNode(ManagedNode):
     def __init__(
         self,
         node_name: str = "rtc",
@@ -83,9 +89,21 @@ class InferenceNode(Node):
         **node_kwargs,
     ) -> None:
         super().__init__(node_name, **node_kwargs)
-        self.params: RtcParameters = parameters.declare(self)
-        p = self.params
-        self.placement = placement or p.controller
+        parameters.declare(self)
+        parameters.on_change(self, self._apply_parameters)
+        self._requested_placement = placement
+        self._ros_args = ros_args or []
+        self.params: RtcParameters | None = None
+        self.policy = None
+        self.worker: InferenceWorker | None = None
+        self.failure: str | None = None
+        """Why the node must stop (its control loop died); :func:`run` then exits non-zero."""
+        self.phase = Phase.INACTIVE
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def configure_runtime(self) -> None:
+        p = self.params = parameters.read(self)
+        self.placement = self._requested_placement or p.controller
         if p.device == "cpu":
             # Idle OpenMP workers spin on every core; the control loop needs one of them.
             torch.set_num_threads(p.cpu_threads or max(1, (os.cpu_count() or 2) - 1))
@@ -116,9 +134,7 @@ class InferenceNode(Node):
             )
         )
         self._waiting_reason = "no observation yet"
-        self.failure: str | None = None
-        """Why the node must stop (its control loop died); :func:`run` then exits non-zero."""
-        self.phase = Phase.STARTING
+        self.observation_ages_ms = RollingStats(window=1000)
         self._hold_requested = False
         self._hold_announced = False
         self._mode_request = 0
@@ -139,18 +155,77 @@ class InferenceNode(Node):
                 qos_overriding_options=QOS_OVERRIDES,
             )
         self.create_subscription(String, "~/task", self._on_task, 10)
-        self._chunk_publisher = self.create_publisher(ActionChunk, "~/chunks", CHUNK_QOS)
-        self._status_publisher = self.create_publisher(RtcStatus, "~/status", 10)
-        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._chunk_publisher = self.create_lifecycle_publisher(ActionChunk, "~/chunks", CHUNK_QOS)
+        self._status_publisher = self.create_lifecycle_publisher(RtcStatus, "~/status", 10)
+        self._diagnostics_publisher = self.create_lifecycle_publisher(
+            DiagnosticArray, "/diagnostics", 10
+        )
         self.create_subscription(Bool, "~/hold", self._on_hold, CHUNK_QOS)
-
         if self.placement is ControllerPlacement.THREAD:
             self.link = ThreadControllerLink(self, p)
         elif self.placement is ControllerPlacement.PROCESS:
-            self.link = ProcessControllerLink(self, p, ros_args or [])
+            self.link = ProcessControllerLink(self, p, self._ros_args)
         else:
             self.link = TopicControllerLink(self, p)
-        self.worker = InferenceWorker(
+        # On CUDA: preallocated buffers and one CUDA graph per mode for the denoising loop.
+        self.generator = ChunkGenerator(self.policy, p.chunking_config())
+        self.worker = self._new_worker()
+        warm_up_s = self.worker.warm_up(self.assembler.placeholder())
+        self.health = HealthMonitor(p.prediction_horizon, p.period_s, p.device)
+        self._controller_failure: str | None = None
+        emulated = f", inference padded to {p.emulated_latency_ms:.0f} ms (emulated latency)"
+        self.get_logger().info(
+            f"{p.method.value} ({p.guidance.value}) on {p.device}: H={p.prediction_horizon}, "
+            f"s_min={p.min_execution_horizon}, n={p.num_steps}, beta={p.beta}, "
+            f"controller={self.placement.value}"
+            + (emulated if p.emulated_latency_ms else "")
+            + f"; warm-up inference took {warm_up_s * 1e3:.0f} ms"
+        )
+        if self.placement is ControllerPlacement.TOPIC and self._requested_placement is None:
+            self.get_logger().info("controller=topic: run controller_node to execute the chunks")
+
+    def activate_runtime(self) -> None:
+        self._controller_failure = None
+        self.phase = Phase.STARTING
+        self._timers = [
+            self.create_timer(period_s, callback, clock=STEADY)
+            for period_s, callback in (
+                (0.05, self._start_when_observed),
+                (0.1, self._watch_controller),
+                (1.0, self._publish_health),
+            )
+        ]
+
+    def deactivate_runtime(self) -> None:
+        """No inference starts any more; the loop ends after a complete tick; then an inference
+        still in flight is waited for (its chunk is executed by no one).
+
+        The robot's controller holds the last command, which passed the command filter like
+        every other; a new activation starts a fresh planner from the measured state.
+        """
+        for timer in getattr(self, "_timers", ()):
+            self.destroy_timer(timer)
+        self._timers = []
+        if self.worker is not None:
+            self.worker.stop(timeout_s=0.0)
+        self.link.close()
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = self._new_worker()
+        self.phase = Phase.INACTIVE
+
+    def release_runtime(self) -> None:
+        """Drop the policy and the CUDA graphs so that their GPU memory returns to the device."""
+        if self.worker is not None:
+            self.worker.stop()
+        self.worker = self.generator = self.policy = self.params = None
+        gc.collect()
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+
+    def _new_worker(self) -> InferenceWorker:
+        p = self.params
+        worker = InferenceWorker(
             InferencePlanner(
                 p.prediction_horizon,
                 p.min_execution_horizon,
@@ -158,9 +233,8 @@ class InferenceNode(Node):
                 p.initial_inference_delay,
                 on_delay_clamped=self._on_delay_clamped,
             ),
-            # On CUDA: preallocated buffers and one CUDA graph per mode for the denoising loop.
-            ChunkGenerator(self.policy, p.chunking_config()),
-            self._observation_for_inference,
+            self.generator,
+            self._observation,
             self.link.controller_state,
             self.link.publish_chunk,
             on_chunk=self._on_chunk,
@@ -168,19 +242,10 @@ class InferenceNode(Node):
             action_limits=(np.asarray(p.position_lower), np.asarray(p.position_upper)),
             observation_age_ticks=self._observation_age_ticks,
         )
-        self.health = HealthMonitor(p.prediction_horizon, p.period_s, p.device)
-        self._controller_failure: str | None = None
-        self.observation_ages_ms = RollingStats(window=1000)
-        parameters.on_change(self, lambda: self.params, self._apply_parameters)
-        self.create_timer(0.05, self._start_when_observed, clock=STEADY)
-        self.create_timer(0.1, self._watch_controller, clock=STEADY)
-        self.create_timer(1.0, self._publish_health, clock=STEADY)
-        emulated = f", inference padded to {p.emulated_latency_ms:.0f} ms (emulated latency)"
-        self.get_logger().info(
-            f"{p.method.value} ({p.guidance.value}) on {p.device}: H={p.prediction_horizon}, "
-            f"s_min={p.min_execution_horizon}, n={p.num_steps}, beta={p.beta}, "
-            f"controller={self.placement.value}" + (emulated if p.emulated_latency_ms else "")
-        )
+        worker.reconfigure(
+            p.inference_settings()
+        )  # the generator keeps the settings of the last worker
+        return worker
 
     # -- callbacks ---------------------------------------------------------------------
     def _now_s(self) -> float:
@@ -246,11 +311,9 @@ class InferenceNode(Node):
         if observation is None:
             return
         if self.phase is Phase.STARTING:
-            self.get_logger().info(
-                f"warm-up inference took {self.worker.warm_up(observation) * 1e3:.0f} ms"
-            )
             self.link.start(self.assembler.joint_positions())
             self.worker.start()
+            self.get_logger().info("observation complete: commanding")
         else:
             self._mode_request += 1
             self.link.set_mode(ControlMode(self._mode_request, holding=False))
@@ -363,6 +426,8 @@ class InferenceNode(Node):
         The worker takes its new settings between two chunks, and the controller's executor its
         spec at its next tick (the synchronous baseline pauses after the new s_min).
         """
+        if self.worker is None:
+            return  # unconfigured: configure reads them
         self.params = params
         self.worker.reconfigure(params.inference_settings())
         self.link.reconfigure(params.executor_spec())
@@ -376,11 +441,6 @@ class InferenceNode(Node):
         result = self.set_parameters([rclpy.parameter.Parameter("task", value=message.data)])[0]
         if result.successful:
             self.get_logger().info(f"task: {message.data!r}")
-
-    def shutdown(self) -> None:
-        """Stop inference, then the controller: after this nothing is commanded."""
-        self.worker.stop()
-        self.link.close()
 
 
 def main(args=None) -> None:

@@ -3,7 +3,8 @@
 Every parameter has a description and, where it makes sense, a range that rclpy enforces. H,
 the joint names and anything that sizes buffers are read-only: they are fixed when the node
 starts (from config/*.yaml). Cross-parameter rules (s_min < H, one limit per joint, ...) live
-in :class:`RtcParameters`, a frozen dataclass built once at start. The tunable parameters are
+in :class:`RtcParameters`, a frozen dataclass built when a node is configured (a broken rule
+fails the ``configure`` transition, named in the log). The tunable parameters are
 those whose descriptor is not read-only (:func:`tunable_names`); :func:`on_change` checks a
 run-time change as a whole new snapshot with the same code, refuses it when it breaks a rule,
 and hands an accepted snapshot to the node, which passes it on to the runtime.
@@ -397,22 +398,25 @@ def widen_integers(requested: list[Parameter]) -> list[Parameter]:
     return widened
 
 
-def declare(node: Node, names: tuple[str, ...] | None = None) -> RtcParameters:
-    """Declare the parameters (all, or ``names`` plus defaults for the rest) and validate them."""
-    values = {}
+def declare(node: Node, names: tuple[str, ...] | None = None) -> None:
+    """Declare the parameters (all, or only ``names``); :func:`read` checks their values."""
     for name, (default, descriptor) in DECLARATIONS.items():
         if names is None or name in names:
-            values[name] = node.declare_parameter(name, default, descriptor).value
+            node.declare_parameter(name, default, descriptor)
+    node.add_pre_set_parameters_callback(widen_integers)
+
+
+def read(node: Node, changes: dict[str, Any] | None = None) -> RtcParameters:
+    """The node's parameters (defaults for those it does not declare) with ``changes`` applied,
+    as a snapshot; raises ValueError naming the broken rule.
+    """
+    values = {}
+    for name, (default, _) in DECLARATIONS.items():
+        if node.has_parameter(name):
+            values[name] = node.get_parameter(name).value
         else:
             values[name] = None if isinstance(default, Parameter.Type) else default
-    node.add_pre_set_parameters_callback(widen_integers)
-    return RtcParameters.from_values(values)
-
-
-def with_changes(current: RtcParameters, changes: dict[str, Any]) -> RtcParameters:
-    """The snapshot after ``changes``; raises ValueError naming the broken rule."""
-    values = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
-    values.update(changes)
+    values.update(changes or {})
     return RtcParameters.from_values(values)
 
 
@@ -423,27 +427,21 @@ def tunable_names() -> tuple[str, ...]:
     )
 
 
-def on_change(
-    node: Node, current: Callable[[], RtcParameters], apply: Callable[[RtcParameters], None]
-) -> None:
+def on_change(node: Node, apply: Callable[[RtcParameters], None]) -> None:
     """Check run-time changes as a whole snapshot; hand each accepted snapshot to ``apply``.
 
     rclpy has refused read-only parameters and values out of range already; a change that
     breaks a rule between parameters (s_min < H, ...) is refused with the reason. ``apply``
-    runs after the node has stored the new values.
+    runs after the node has stored the new values (also while it is unconfigured: configure
+    then reads them).
     """
-
-    def changed(parameters: list[Parameter]) -> RtcParameters:
-        return with_changes(
-            current(), {p.name: p.value for p in parameters if p.name in DECLARATIONS}
-        )
 
     def check(parameters: list[Parameter]) -> SetParametersResult:
         try:
-            changed(parameters)
+            read(node, {p.name: p.value for p in parameters if p.name in DECLARATIONS})
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(check)
-    node.add_post_set_parameters_callback(lambda parameters: apply(changed(parameters)))
+    node.add_post_set_parameters_callback(lambda parameters: apply(read(node)))

@@ -62,9 +62,7 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None, usage: 
     # the loop ends no callback is still running (the runtime's threads do the real-time work).
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.SIGTERM)
-    except (
-        RuntimeError
-    ) as error:  # rcl's argument errors, e.g. a --params-file that does not exist
+    except RuntimeError as error:  # rcl's argument errors, e.g. a missing --params-file
         print(f"cannot start: {error}", file=sys.stderr)
         sys.exit(2)
     interrupted = threading.Event()

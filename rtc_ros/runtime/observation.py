@@ -204,17 +204,34 @@ class ObservationAssembler:
                         f"(max_age_s {self.spec.max_age_s})"
                     )
                 images.append(image)
-            observation = {"state": self._positions.astype(np.float32)[None]}
+            positions = self._positions.copy()
             oldest_image = min(
                 (self._images[c][1] for c in self.spec.camera_names), default=np.inf
             )
             self.last_age_s = now_s - min(float(self._joint_stamps.min()), oldest_image)
             self.last_joint_state_age_s = now_s - float(self._joint_stamps.min())
-        if images:
-            stacked = np.concatenate(images, axis=0) if len(images) > 1 else images[0]
-            observation["image"] = np.ascontiguousarray(stacked)[None]
-        return observation, ""
+        return _observation(positions, images), ""
+
+    def placeholder(self) -> dict[str, np.ndarray]:
+        """An observation of the configured shapes (zero joints, black images), to warm the policy
+        up before any message has arrived: one-off costs depend on shapes, not on values.
+        """
+        return _observation(
+            np.zeros(len(self.spec.joint_names)),
+            [np.zeros(self.spec.image_shape, dtype=np.uint8) for _ in self.spec.camera_names],
+        )
 
     def _reject(self, reason: str) -> None:
         self.reject(reason)
         raise ObservationError(reason)
+
+
+def _observation(positions: np.ndarray, images: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The policy's input, batch of 1: ``state`` (1, J) float32 and ``image`` (1, C, H, W) uint8,
+    the cameras stacked along C.
+    """
+    observation = {"state": positions.astype(np.float32)[None]}
+    if images:
+        stacked = np.concatenate(images, axis=0) if len(images) > 1 else images[0]
+        observation["image"] = np.ascontiguousarray(stacked)[None]
+    return observation
