@@ -144,11 +144,22 @@ class LifecycleClient:
         self._get_state = node.create_client(GetState, f"{target}/get_state")
         self._change_state = node.create_client(ChangeState, f"{target}/change_state")
 
-    def state(self) -> str:
-        return self._call(self._get_state, self._get_state.srv_type.Request()).current_state.label
+    def state(self, timeout_s: float = 30.0) -> str:
+        """The node's state. Asked again until it answers: a node killed with -9 stays in the
+        graph until its lease expires, and a request that reached only that one is lost.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                request = self._get_state.srv_type.Request()
+                return self._call(self._get_state, request, timeout_s=2.0).current_state.label
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
 
     def change(self, transition: str) -> bool:
         """Request a transition by label (configure, activate, deactivate, cleanup, shutdown)."""
+        self.state()  # the node answers: the request reaches it
         request = self._change_state.srv_type.Request()
         request.transition.label = transition
         return self._call(self._change_state, request, timeout_s=60.0).success

@@ -138,6 +138,13 @@ class InferenceNode(ManagedNode):
         self._hold_requested = False
         self._hold_announced = False
         self._mode_request = 0
+        # The link first: the subscriptions' callbacks hand it the measured joint positions.
+        if self.placement is ControllerPlacement.THREAD:
+            self.link = ThreadControllerLink(self, p)
+        elif self.placement is ControllerPlacement.PROCESS:
+            self.link = ProcessControllerLink(self, p, self._ros_args)
+        else:
+            self.link = TopicControllerLink(self, p)
 
         self.create_subscription(
             JointState,
@@ -161,12 +168,6 @@ class InferenceNode(ManagedNode):
             DiagnosticArray, "/diagnostics", 10
         )
         self.create_subscription(Bool, "~/hold", self._on_hold, CHUNK_QOS)
-        if self.placement is ControllerPlacement.THREAD:
-            self.link = ThreadControllerLink(self, p)
-        elif self.placement is ControllerPlacement.PROCESS:
-            self.link = ProcessControllerLink(self, p, self._ros_args)
-        else:
-            self.link = TopicControllerLink(self, p)
         # On CUDA: preallocated buffers and one CUDA graph per mode for the denoising loop.
         self.generator = ChunkGenerator(self.policy, p.chunking_config())
         self.worker = self._new_worker()

@@ -24,6 +24,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -412,10 +413,11 @@ def read(node: Node, changes: dict[str, Any] | None = None) -> RtcParameters:
     """
     values = {}
     for name, (default, _) in DECLARATIONS.items():
-        if node.has_parameter(name):
-            values[name] = node.get_parameter(name).value
-        else:
-            values[name] = None if isinstance(default, Parameter.Type) else default
+        unset = None if isinstance(default, Parameter.Type) else default
+        try:
+            values[name] = node.get_parameter(name).value if node.has_parameter(name) else unset
+        except ParameterUninitializedException:  # declared by type only, and never set
+            values[name] = None
     values.update(changes or {})
     return RtcParameters.from_values(values)
 
