@@ -69,6 +69,10 @@ def start_node_process(
     )
 
 
+DEFAULT_EMULATED_LATENCY_MS = 100.0
+"""Every inference padded to this: d = 5 ticks at 50 Hz, the paper's real robot."""
+
+
 @dataclasses.dataclass
 class EpisodeRecord:
     episode: int
@@ -740,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--emulated-latency-ms",
         type=float,
-        default=100.0,
+        default=DEFAULT_EMULATED_LATENCY_MS,
         help="pad every inference to at least this wall time, so that RTC works under a VLA's "
         "delay on any machine (100 ms: d = 5 at 50 Hz, the paper's real robot); 0: off",
     )

@@ -33,7 +33,7 @@ import time
 import numpy as np
 import yaml
 
-from rtc_ros.demo import bring_up, config_path, start_node_process
+from rtc_ros.demo import DEFAULT_EMULATED_LATENCY_MS, bring_up, config_path, start_node_process
 
 STEP_TOLERANCE = 1e-9
 """Commands travel as float64: a step equal to the limit may differ from it by rounding only."""
@@ -260,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--emulated-latency-ms",
         type=float,
-        default=None,
-        help="passed to rtc_node as emulated_latency_ms (extra inference latency); "
-        "default: the node's own default",
+        default=DEFAULT_EMULATED_LATENCY_MS,
+        help="passed to rtc_node as emulated_latency_ms: every inference padded to at least "
+        "this wall time (default: the demo's, a VLA's delay of d = 5 ticks); 0: off",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -316,8 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         "-p",
         f"device:={args.device}",
     ]
-    if args.emulated_latency_ms is not None:
-        rtc_arguments += ["-p", f"emulated_latency_ms:={args.emulated_latency_ms}"]
+    rtc_arguments += ["-p", f"emulated_latency_ms:={args.emulated_latency_ms}"]
     nodes = {
         "sim_node": start_node_process(
             "rtc_ros.nodes.sim_node",
@@ -526,11 +525,7 @@ def main(argv: list[str] | None = None) -> int:
             samples,
             args.output / "soak.png",
             f"soak, {args.minutes:g} min: rtc_node (controller=process) + sim_node"
-            + (
-                f", emulated latency {args.emulated_latency_ms:g} ms"
-                if args.emulated_latency_ms is not None
-                else ""
-            ),
+            + f", emulated latency {args.emulated_latency_ms:g} ms",
         )
     print(
         json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=2, default=float)
