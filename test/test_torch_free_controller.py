@@ -17,6 +17,9 @@ TORCH_FREE_MODULES = (
     "rtc_ros.nodes.controller_links",
     "rtc_ros.nodes.controller_node",
     "rtc_ros.nodes.sim_node",
+    # The control process of rtc_node imports rtc_node again (multiprocessing's spawn imports
+    # the parent's main module), so rtc_node itself must load torch only when it runs.
+    "rtc_ros.nodes.rtc_node",
 )
 
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import sys
 
-from rtc_ros.nodes.inference_node import InferenceNode
 from rtc_ros.nodes.runner import ros_arguments, run
 
 
 def main(args=None) -> None:
+    # Imported here, not at the top: the control process, started with multiprocessing's spawn,
+    # imports this (main) module again, and must not load torch. torch's libraries would cost
+    # it hundreds of MB, and several GB once lock_memory locks every mapping.
+    from rtc_ros.nodes.inference_node import InferenceNode
+
     argv = list(sys.argv if args is None else args)
     run(lambda: InferenceNode("rtc", ros_args=ros_arguments(argv)), args, usage=__doc__)
 
