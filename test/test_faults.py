@@ -190,7 +190,7 @@ def test_killing_rtc_node_stops_its_control_process_and_a_restart_commands_alone
     shared = _shared_memory([rtc.pid, control])
     rtc.kill()
     graph.wait_for(
-        lambda: _gone(control), timeout_s=5, what="the orphaned control process to stop"
+        lambda: _gone(control), timeout_s=15, what="the orphaned control process to stop"
     )
     graph.wait_for(lambda: _quiet_for(robot, 0.5), timeout_s=5, what="commands to stop")
     graph.wait_for(
