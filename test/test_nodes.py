@@ -260,6 +260,7 @@ def test_the_split_controller_node_applies_its_real_time_settings_and_reports_th
         log=log,
         preexec=None if permitted else without_realtime_permission,
     )
+    graph.activate("/rtc_controller")
 
     def applied():  # the loop's report, once the loop has started (its CPUs are known then)
         statuses = _statuses(diagnostics, "rtc_controller: controller")
