@@ -106,7 +106,9 @@ class Monitor:
         self.joint_states: list[tuple[float, float, list[str], np.ndarray]] = []
         """(received, header stamp, names, positions)"""
         self.commands: list[tuple[float, float, np.ndarray]] = []
-        """(received, header stamp, positions)"""
+        """(received: monotonic, received: wall clock, positions). A JointTrajectory command's
+        stamp is zero ("start now"), so its wall-clock arrival stands in for when it was sent
+        (a millisecond later on one machine)."""
         self.chunks: list[tuple[float, object]] = []
         self.status = None
         self.statuses_since_hold: list = []
@@ -129,9 +131,7 @@ class Monitor:
         self.node.create_subscription(
             JointTrajectory,
             "commands",
-            lambda m: self.commands.append(
-                (now(), _stamp_s(m.header), np.array(m.points[0].positions))
-            ),
+            lambda m: self.commands.append((now(), time.time(), np.array(m.points[0].positions))),
             every_message,
         )
         self.node.create_subscription(
@@ -216,8 +216,8 @@ class Harness:
         self.holds: list[tuple[float, float]] = []
         """(hold sent, hold released) on the monitor clock."""
         self.resets_wall: list[tuple[float, float]] = []
-        """(controller confirmed the hold, hold released) in wall-clock time, the clock that stamps
-        the commands: no command may be stamped in between."""
+        """(controller confirmed the hold, hold released) in wall-clock time, the clock of the
+        commands' arrivals: no command may arrive in between."""
         self._started = 0.0
         self._seen = 0
         self.episodes_before_first_command = 0
@@ -399,9 +399,7 @@ def _summary(
         summary["command_rate_hz"] = float(
             (len(received) - 1) / max(received[-1] - received[0], 1e-9)
         )
-        # Stamped by the controller when it sent them: a monitor that is late to read them does
-        # not matter.
-        stamps = np.array([stamp for _, stamp, _ in monitor.commands])
+        stamps = np.array([arrived for _, arrived, _ in monitor.commands])
         summary["commands_sent_during_resets"] = int(_in_holds(stamps, harness.resets_wall).sum())
     status = monitor.status
     if status is not None:

@@ -102,10 +102,25 @@ class RosGraph:
         for transition in ("configure", "activate"):
             assert client.change(transition), f"{target} failed to {transition}"
 
-    def collect(self, message_type, topic: str, qos=10) -> list:
+    def collect(self, message_type, topic: str, qos=10, arrivals: list | None = None) -> list:
+        """Every message received on ``topic``; with ``arrivals``, also when each arrived
+        (time.monotonic()), for messages that carry no send time.
+        """
         received = []
-        self.probe.create_subscription(message_type, topic, received.append, qos)
+
+        def on_message(message) -> None:
+            if arrivals is not None:
+                arrivals.append(time.monotonic())
+            received.append(message)
+
+        self.probe.create_subscription(message_type, topic, on_message, qos)
         return received
+
+    @staticmethod
+    def rate_hz(arrivals: list[float], last: int = 150) -> float:
+        """Messages per second over the ``last`` arrivals."""
+        window = arrivals[-last:]
+        return (len(window) - 1) / (window[-1] - window[0])
 
     @staticmethod
     def wait_for(predicate, timeout_s: float = 30.0, what: str = "condition") -> None:

@@ -17,7 +17,6 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from ros_graph import CONFIG, LifecycleClient, RosGraph, config_overrides  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from test_launch_support import small_policy_checkpoint  # noqa: E402
-from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from rtc_ros.msg import ActionChunk  # noqa: E402
 from rtc_ros.nodes.controller_links import CHUNK_QOS  # noqa: E402
@@ -38,18 +37,28 @@ def graph():
     ros.close()
 
 
+COMMANDS = "joint_state"
+"""Commands as JointState, stamped when sent (a JointTrajectory's stamp is zero, "start now"):
+these tests compare when commands were sent with when the nodes changed state."""
+
+
 def _sim(graph):
     """The simulated robot without episode resets: after a deactivation it must hold still."""
     return graph.start_process(
         "rtc_ros.nodes.sim_node",
-        ["--params-file", str(CONFIG), "-p", "reset_on_episode_end:=false"],
+        [
+            "--params-file",
+            str(CONFIG),
+            "-p",
+            "reset_on_episode_end:=false",
+            "-p",
+            f"command_format:={COMMANDS}",
+        ],
     )
 
 
 def _positions(message) -> np.ndarray:
-    return np.array(
-        message.points[0].positions if hasattr(message, "points") else message.position
-    )
+    return np.array(message.position)
 
 
 def _stamp_s(message) -> float:
@@ -61,7 +70,7 @@ def _control_processes() -> list:
 
 
 def test_rtc_node_commands_only_while_active_and_releases_everything_at_cleanup(graph):
-    commands = graph.collect(JointTrajectory, "commands", PROBE_QOS)
+    commands = graph.collect(JointState, "commands", PROBE_QOS)
     chunks = graph.collect(ActionChunk, "rtc/chunks", CHUNK_QOS)
     joint_states = graph.collect(JointState, "joint_states", qos_profile_sensor_data)
     _sim(graph)
@@ -70,7 +79,9 @@ def test_rtc_node_commands_only_while_active_and_releases_everything_at_cleanup(
             "rtc",
             placement=ControllerPlacement.PROCESS,
             context=graph.context,
-            parameter_overrides=config_overrides(policy=small_policy_checkpoint()),
+            parameter_overrides=config_overrides(
+                policy=small_policy_checkpoint(), command_format=COMMANDS
+            ),
         )
     )
     rtc = LifecycleClient(graph.probe, "/rtc")
@@ -159,18 +170,22 @@ def test_a_configuration_that_breaks_a_rule_fails_configure_and_names_the_rule(g
 def test_controller_node_starts_from_the_measured_state_on_activation_and_stops_on_deactivation(
     graph,
 ):
-    commands = graph.collect(JointTrajectory, "commands", PROBE_QOS)
+    commands = graph.collect(JointState, "commands", PROBE_QOS)
     joint_states = graph.collect(JointState, "joint_states", qos_profile_sensor_data)
     _sim(graph)
     controller = graph.add(
-        ControllerNode(context=graph.context, parameter_overrides=config_overrides())
+        ControllerNode(
+            context=graph.context, parameter_overrides=config_overrides(command_format=COMMANDS)
+        )
     )
     inference = graph.add(
         InferenceNode(
             "rtc",
             placement=ControllerPlacement.TOPIC,
             context=graph.context,
-            parameter_overrides=config_overrides(policy=small_policy_checkpoint()),
+            parameter_overrides=config_overrides(
+                policy=small_policy_checkpoint(), command_format=COMMANDS
+            ),
         )
     )
     graph.wait_for(lambda: len(joint_states) >= 20, timeout_s=60, what="the robot's joint states")

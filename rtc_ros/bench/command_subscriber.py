@@ -3,7 +3,7 @@
     python -m rtc_ros.bench.command_subscriber --topic /ns/commands --output arrivals.npy \
         [--thread-priority 50] [--domain-id 0]
 
-Subscribes to ``trajectory_msgs/JointTrajectory`` commands as a ros2_control controller would
+Subscribes to ``sensor_msgs/JointState`` commands as a ros2_control controller would
 (RELIABLE, depth 1; its process at the controller's SCHED_FIFO priority when one is given, set
 before DDS starts its threads so that they inherit it) and records, per message, the arrival
 time (CLOCK_MONOTONIC, in the callback) and the header stamp the sender set when it published.
@@ -23,7 +23,7 @@ import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from trajectory_msgs.msg import JointTrajectory
+from sensor_msgs.msg import JointState
 
 from rtc_ros.nodes.controller_links import COMMAND_QOS
 from rtc_ros.runtime.realtime import RealtimeSettings, realtime
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         records = np.zeros((MAX_MESSAGES, 2), dtype=np.int64)
         count = 0
 
-        def on_command(message: JointTrajectory) -> None:
+        def on_command(message: JointState) -> None:
             nonlocal count
             if count < MAX_MESSAGES:
                 records[count, 0] = time.monotonic_ns()
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         context = rclpy.Context()
         rclpy.init(args=[], context=context, domain_id=args.domain_id)
         node = Node("rtc_timing_subscriber", context=context)
-        node.create_subscription(JointTrajectory, args.topic, on_command, COMMAND_QOS)
+        node.create_subscription(JointState, args.topic, on_command, COMMAND_QOS)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         print("ready", flush=True)

@@ -7,10 +7,11 @@ process with real-time settings, all beside CPU inference and busy processes.
 at a time, every page touched) and N - 1 spinning on a CPU. Beside them the real runtime runs
 without the nodes: an InferenceWorker generates RTC chunks back to back with the reference
 policy on the CPU (H = 50, M = 14, n = 5, VJP; torch on all cores but one, as the nodes do), and
-a ControlLoop ticks at ``--rate-hz`` and publishes each command as a
-``trajectory_msgs/JointTrajectory`` over real DDS. A subscriber in another process
-(:mod:`rtc_ros.bench.command_subscriber`) records when each command arrives; for the real-time
-placement it runs at the same SCHED_FIFO priority, as a ros2_control controller would.
+a ControlLoop ticks at ``--rate-hz`` and publishes each command as a ``sensor_msgs/JointState``
+over real DDS (stamped when it is sent: a JointTrajectory command's stamp stays zero). A
+subscriber in another process (:mod:`rtc_ros.bench.command_subscriber`) records when each
+command arrives; for the real-time placement it runs at the same SCHED_FIFO priority, as a
+ros2_control controller would.
 
 Placements: ``thread`` (a thread of the inference process, chunks through an AtomicSlot),
 ``process`` (its own process, shared memory, normal scheduling) and ``process_rt`` (the same
@@ -54,7 +55,7 @@ from rtc_ros.core.handover import AtomicSlot
 from rtc_ros.core.methods import ChunkGenerator
 from rtc_ros.core.scheduler import ChunkExecutor, ExecutorSpec, InferencePlanner
 from rtc_ros.nodes.controller_links import RosCommandSinkFactory
-from rtc_ros.nodes.parameters import CommandFormat
+from rtc_ros.nodes.parameters import CommandFormat, parse_command_groups
 from rtc_ros.policies.reference import ReferenceFlowPolicy, ReferencePolicyConfig
 from rtc_ros.runtime.command_filter import CommandFilter, JointLimits
 from rtc_ros.runtime.control_loop import ControlLoop, ControlProcess, ControlProcessSpec
@@ -185,8 +186,10 @@ def run_segment(
         namespace=namespace,
         domain_id=domain_id,
         ros_args=(),
-        command_format=CommandFormat.JOINT_TRAJECTORY,
-        joint_names=JOINTS,
+        # JointState: a JointTrajectory's stamp stays zero ("start now"), this one carries the
+        # publish time.
+        command_format=CommandFormat.JOINT_STATE,
+        command_groups=parse_command_groups(None, JOINTS),
         period_s=period_s,
     )
     ticks = int(round(seconds / period_s))

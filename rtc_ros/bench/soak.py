@@ -124,7 +124,8 @@ class SoakMonitor:
         self.largest_step_ratio = 0.0
         """Largest command step as a fraction of its joint's limit."""
         self.gaps = 0
-        """Consecutive commands more than 1.5 periods apart: their step is not checked."""
+        """Consecutive commands that arrived more than 1.5 periods apart: their step is not
+        checked."""
         self.chunk_latencies_ms: list[float] = []
         self.diagnostic_errors = 0
         self.status = None
@@ -148,7 +149,7 @@ class SoakMonitor:
             self.measured = np.array([by_name[name] for name in self.joint_names])
 
     def _on_command(self, message) -> None:
-        stamp = message.header.stamp.sec + message.header.stamp.nanosec * 1e-9
+        arrived = time.monotonic()  # a JointTrajectory command carries no send time (stamp 0)
         positions = np.array(message.points[-1].positions)
         self.commands += 1
         if self.last_command is None:
@@ -156,7 +157,7 @@ class SoakMonitor:
                 self.first_command_step = positions - self.measured
             # The measured state matters only for the first command; 100 Hz joint states cost CPU.
             self.node.destroy_subscription(self._joint_subscription)
-        elif stamp - self.last_command[0] > 1.5 * self.period_s:
+        elif arrived - self.last_command[0] > 1.5 * self.period_s:
             self.gaps += 1
         else:
             ratio = float(np.max(np.abs(positions - self.last_command[1]) / self.max_step))
@@ -164,7 +165,7 @@ class SoakMonitor:
             self.largest_step_ratio = max(self.largest_step_ratio, ratio)
             if np.any(np.abs(positions - self.last_command[1]) > self.max_step + STEP_TOLERANCE):
                 self.steps_above_limit += 1
-        self.last_command = (stamp, positions)
+        self.last_command = (arrived, positions)
 
     def _on_status(self, message) -> None:
         self.status = message

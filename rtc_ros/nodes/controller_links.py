@@ -32,7 +32,7 @@ from rtc_ros.nodes.messages import (
     message_to_controller_report,
     message_to_controller_state,
 )
-from rtc_ros.nodes.parameters import CommandFormat, RtcParameters
+from rtc_ros.nodes.parameters import CommandFormat, CommandGroup, RtcParameters
 from rtc_ros.runtime.command_filter import CommandFilter
 from rtc_ros.runtime.control_loop import (
     ControllerReport,
@@ -58,25 +58,42 @@ Hz)."""
 
 
 class CommandPublisher:
-    """Publishes one command per tick in the configured format, from the control loop's thread
-    (it refills one preallocated message).
+    """Publishes one command per tick and command group, each group's joints to its own topic in
+    the configured format, from the control loop's thread (it refills one preallocated message
+    per group). The thread, the control process and the controller node all publish through it.
     """
 
-    def __init__(self, node: Node, params: RtcParameters) -> None:
-        self._node = node
-        self._message = CommandMessage(params.command_format, params.joint_names, params.period_s)
-        self._publisher = node.create_publisher(
-            COMMAND_TYPES[params.command_format],
-            "commands",
-            COMMAND_QOS,
-            qos_overriding_options=QOS_OVERRIDES,
-        )
+    def __init__(
+        self,
+        node: Node,
+        command_format: CommandFormat,
+        groups: tuple[CommandGroup, ...],
+        period_s: float,
+    ) -> None:
+        self._clock = node.get_clock()
+        self._groups = [
+            (
+                CommandMessage(command_format, group.joint_names, period_s, group.action_indices),
+                node.create_publisher(
+                    COMMAND_TYPES[command_format],
+                    group.topic,
+                    COMMAND_QOS,
+                    qos_overriding_options=QOS_OVERRIDES,
+                ),
+            )
+            for group in groups
+        ]
 
     def __call__(self, positions: np.ndarray) -> None:
-        self._publisher.publish(self._message.fill(positions, self._node.get_clock().now()))
+        stamp = self._clock.now()
+        for message, publisher in self._groups:
+            publisher.publish(message.fill(positions, stamp))
 
     def connected(self) -> bool:
-        return self._publisher.get_subscription_count() > 0
+        """Every group's controller is subscribed: commanding one arm without the other would
+        leave the other holding while the policy plans for both.
+        """
+        return all(publisher.get_subscription_count() > 0 for _, publisher in self._groups)
 
 
 class ThreadControllerLink:
@@ -89,7 +106,9 @@ class ThreadControllerLink:
     def __init__(self, node: Node, params: RtcParameters) -> None:
         self._params = params
         self._executor = params.executor_spec()
-        self._commands = CommandPublisher(node, params)
+        self._commands = CommandPublisher(
+            node, params.command_format, params.command_groups, params.period_s
+        )
         self._chunks: AtomicSlot[Chunk] = AtomicSlot()
         self._states: AtomicSlot[ControllerState] = AtomicSlot()
         self._executor_specs: AtomicSlot[ExecutorSpec] = AtomicSlot()
@@ -170,7 +189,7 @@ class RosCommandSinkFactory:
     domain_id: int
     ros_args: tuple[str, ...]
     command_format: CommandFormat
-    joint_names: tuple[str, ...]
+    command_groups: tuple[CommandGroup, ...]
     period_s: float
 
     def __call__(self) -> _ProcessCommandSink:
@@ -186,21 +205,15 @@ class _ProcessCommandSink:
             domain_id=factory.domain_id,
         )
         self._node = Node(factory.node_name, namespace=factory.namespace, context=self._context)
-        self._message = CommandMessage(
-            factory.command_format, factory.joint_names, factory.period_s
-        )
-        self._publisher = self._node.create_publisher(
-            COMMAND_TYPES[factory.command_format],
-            "commands",
-            COMMAND_QOS,
-            qos_overriding_options=QOS_OVERRIDES,
+        self._commands = CommandPublisher(
+            self._node, factory.command_format, factory.command_groups, factory.period_s
         )
 
     def __call__(self, positions: np.ndarray) -> None:
-        self._publisher.publish(self._message.fill(positions, self._node.get_clock().now()))
+        self._commands(positions)
 
     def connected(self) -> bool:
-        return self._publisher.get_subscription_count() > 0
+        return self._commands.connected()
 
     def close(self) -> None:
         self._node.destroy_node()
@@ -242,7 +255,7 @@ class ProcessControllerLink:
             domain_id=node.context.get_domain_id(),
             ros_args=_remaps_without_node_name(ros_args),
             command_format=params.command_format,
-            joint_names=params.joint_names,
+            command_groups=params.command_groups,
             period_s=params.period_s,
         )
         self._executor = params.executor_spec()

@@ -50,6 +50,7 @@ CONTROLLER_PARAMETERS = (
     "max_velocity",
     "control_rate_hz",
     "command_format",
+    "command_groups",
     "prediction_horizon",
     "min_execution_horizon",
     "method",
@@ -79,7 +80,7 @@ class ControllerNode(ManagedNode):
         self._tick_publisher = self.create_lifecycle_publisher(
             ControllerTick, "controller_tick", CHUNK_QOS
         )
-        self._commands = CommandPublisher(self, p)
+        self._commands = CommandPublisher(self, p.command_format, p.command_groups, p.period_s)
         self._joints = ObservationAssembler(
             ObservationSpec(
                 p.joint_names, (), (3, 1, 1), max_age_s=1.0, max_future_s=p.max_clock_skew_s

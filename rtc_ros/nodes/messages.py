@@ -34,10 +34,23 @@ class CommandMessage:
     """The command message in the format the robot's controller expects, built once and refilled
     every tick: the positions go into the message's own float64 array, the stamp into its
     header, so that the control loop builds no message, list or float per tick.
+
+    ``action_indices`` pick this message's joints out of the whole action vector (one command
+    group); None: all of them, in order.
+
+    A JointTrajectory keeps ``header.stamp`` zero, which joint_trajectory_controller reads as
+    "start now" (when it receives the message), and its one point is due one control period
+    later, when the next command replaces it. A stamp set by the sender would make the controller
+    drop every command that arrives later than stamp + ``time_from_start`` by its own clock, and
+    shorten the motion to the point by the transport delay (README: Command groups).
     """
 
     def __init__(
-        self, command_format: CommandFormat, joint_names: Sequence[str], period_s: float
+        self,
+        command_format: CommandFormat,
+        joint_names: Sequence[str],
+        period_s: float,
+        action_indices: Sequence[int] | None = None,
     ) -> None:
         zeros = [0.0] * len(joint_names)
         if command_format is CommandFormat.FLOAT64_MULTI_ARRAY:
@@ -47,26 +60,30 @@ class CommandMessage:
             self.message = JointState(name=list(joint_names), position=zeros)
             positions = self.message.position
         else:
-            # joint_trajectory_controller interpolates from the current state to this point, due
-            # one tick ahead.
             seconds, fraction = divmod(period_s, 1.0)
             point = JointTrajectoryPoint(
                 positions=zeros,
-                time_from_start=Duration(sec=int(seconds), nanosec=int(fraction * 1e9)),
+                time_from_start=Duration(sec=int(seconds), nanosec=int(round(fraction * 1e9))),
             )
             self.message = JointTrajectory(joint_names=list(joint_names), points=[point])
             positions = point.positions
         # The message keeps float64 arrays in an array.array: written in place through this view.
         self._positions = np.frombuffer(positions, dtype=np.float64)
+        self._indices = (
+            np.arange(len(joint_names))
+            if action_indices is None
+            else np.asarray(action_indices, dtype=np.intp)
+        )
         self._stamp = (
-            None
-            if command_format is CommandFormat.FLOAT64_MULTI_ARRAY
-            else self.message.header.stamp
+            self.message.header.stamp if command_format is CommandFormat.JOINT_STATE else None
         )
 
     def fill(self, positions: np.ndarray, stamp: Time):
-        """The message, now carrying ``positions`` and ``stamp``."""
-        self._positions[:] = positions
+        """The message, now carrying its joints' values of ``positions`` (and ``stamp``, where
+        the format stamps commands).
+        """
+        # mode="clip" writes straight into the message: "raise" would buffer the result first.
+        np.take(positions, self._indices, out=self._positions, mode="clip")
         if self._stamp is not None:
             self._stamp.sec, self._stamp.nanosec = divmod(stamp.nanoseconds, 1_000_000_000)
         return self.message

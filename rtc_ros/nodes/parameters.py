@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rcl_interfaces.msg import (
@@ -24,9 +24,10 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import InvalidTopicNameException, ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.validate_full_topic_name import validate_full_topic_name
 
 from rtc_ros.core.config import ChunkingConfig, GuidanceMode, InferenceSettings, Method, parse_enum
 from rtc_ros.core.scheduler import ExecutorSpec
@@ -54,6 +55,74 @@ class ControllerPlacement(enum.Enum):
     """A separate controller node, possibly on another machine; chunks travel as messages."""
 
 
+DEFAULT_COMMAND_TOPIC = "commands"
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandGroup:
+    """Joints commanded together on one topic, e.g. one arm's joint_trajectory_controller, which
+    rejects a command naming a joint it does not own.
+    """
+
+    topic: str
+    joint_names: tuple[str, ...]
+    action_indices: tuple[int, ...]
+    """Where each joint's value sits in the policy's action vector (``joint_names`` order)."""
+
+
+def parse_command_groups(
+    entries: Sequence[str] | None, joint_names: Sequence[str]
+) -> tuple[CommandGroup, ...]:
+    """``command_groups`` entries, each ``"TOPIC: JOINT, JOINT, ..."``, as groups; ValueError
+    unless every joint is in exactly one group. None or empty: every joint on ``commands``.
+    """
+    if not entries:
+        return (
+            CommandGroup(
+                DEFAULT_COMMAND_TOPIC, tuple(joint_names), tuple(range(len(joint_names)))
+            ),
+        )
+    index = {name: i for i, name in enumerate(joint_names)}
+    owner: dict[str, str] = {}
+    groups = []
+    for entry in entries:
+        topic, separator, joints_text = entry.partition(":")
+        topic = topic.strip()
+        joints = tuple(j.strip() for j in joints_text.split(",") if j.strip())
+        if not separator or not topic or not joints:
+            raise ValueError(
+                f"command_groups entries read 'TOPIC: JOINT, JOINT, ...', got {entry!r}"
+            )
+        # Relative and private names are checked as they would resolve in some namespace.
+        resolved = "/node" + topic[1:] if topic.startswith("~") else "/" + topic.lstrip("/")
+        try:
+            validate_full_topic_name(resolved)
+        except InvalidTopicNameException as error:
+            raise ValueError(
+                f"command_groups: {topic!r} is not a valid topic name: {error}"
+            ) from None
+        if any(group.topic == topic for group in groups):
+            raise ValueError(f"command_groups: topic {topic!r} appears twice")
+        for joint in joints:
+            if joint not in index:
+                raise ValueError(
+                    f"command_groups: joint {joint!r} of {topic!r} is not in joint_names"
+                )
+            if joint in owner:
+                raise ValueError(
+                    f"command_groups: joint {joint!r} is in both {owner[joint]!r} and {topic!r}"
+                )
+            owner[joint] = topic
+        groups.append(CommandGroup(topic, joints, tuple(index[j] for j in joints)))
+    missing = [name for name in joint_names if name not in owner]
+    if missing:
+        raise ValueError(
+            f"command_groups: joints {missing} are in no group; every joint of joint_names "
+            "must be in exactly one"
+        )
+    return tuple(groups)
+
+
 def check_device(device: str) -> None:
     """ValueError unless ``device`` is cpu, cuda or cuda:N."""
     if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
@@ -68,6 +137,7 @@ class RtcParameters:
     max_velocity: tuple[float, ...]
     control_rate_hz: float
     command_format: CommandFormat
+    command_groups: tuple[CommandGroup, ...]
     prediction_horizon: int
     min_execution_horizon: int
     delay_window: int
@@ -156,6 +226,7 @@ class RtcParameters:
             v[name] = tuple(v[name])
         v["cpu_affinity"] = tuple(v["cpu_affinity"] or ())  # None: declared without a value
         v["command_format"] = parse_enum(CommandFormat, v["command_format"], "command_format")
+        v["command_groups"] = parse_command_groups(v["command_groups"], v["joint_names"])
         v["controller"] = parse_enum(ControllerPlacement, v["controller"], "controller")
         v["guidance"] = parse_enum(GuidanceMode, v["guidance"], "guidance")
         v["method"] = parse_enum(Method, v["method"], "method")
@@ -217,6 +288,15 @@ DECLARATIONS: dict[str, tuple[Any, ParameterDescriptor]] = {
         "joint_trajectory",
         _describe(
             "Command message: joint_trajectory, float64_multi_array or joint_state", read_only=True
+        ),
+    ),
+    # Declared by type: rclpy cannot type an empty list default.
+    "command_groups": (
+        Parameter.Type.STRING_ARRAY,
+        _describe(
+            "Joints per command topic, one 'TOPIC: JOINT, JOINT, ...' per group (e.g. one per "
+            "arm's controller), every joint in exactly one; unset: all joints on 'commands'",
+            read_only=True,
         ),
     ),
     "prediction_horizon": (
