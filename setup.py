@@ -14,7 +14,7 @@ from setuptools import find_packages, setup
 package_name = "rtc_ros"
 
 # One console script per node; scripts/pip/<name> makes each one visible in lib/rtc_ros.
-nodes = ["rtc_node", "controller_node", "inference_node", "sim_node"]
+nodes = ["rtc_node", "controller_node", "inference_node", "sim_node", "recorder_node"]
 
 setup(
     name=package_name,

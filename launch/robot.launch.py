@@ -11,6 +11,9 @@ non-zero exit status (on_failure:=shutdown) or is started again (on_failure:=res
 The nodes are managed nodes: configured and activated here unless autostart:=false, which
 leaves them unconfigured for a supervisor (``ros2 lifecycle set /rtc configure``, ``activate``).
 A node that fails to configure stops the launch too.
+
+record:=true also starts recorder_node, which writes the run to an MCAP bag (record_output:=FILE;
+``python -m rtc_ros.plot FILE --output DIR`` draws it).
 """
 
 from launch.actions import GroupAction, OpaqueFunction
@@ -21,6 +24,7 @@ from rtc_ros.launching import (
     brought_up,
     declare_robot_arguments,
     failure_handling,
+    recorder,
     robot_argument_values,
     robot_remappings,
 )
@@ -54,6 +58,7 @@ def _nodes(context):
             **failure_handling(values),
         )
         nodes += brought_up(node, values)
+    nodes += recorder(values)
     return [GroupAction([PushROSNamespace(values["namespace"]), *nodes])]
 
 

@@ -2,7 +2,7 @@
 
     ros2 launch rtc_ros sim_demo.launch.py [policy:=PATH] [task:=TEXT] [device:=cpu] \
         [controller:=process|thread] [split:=false] [namespace:=NAME] [config:=FILE] \
-        [on_failure:=shutdown|respawn] [autostart:=true]
+        [on_failure:=shutdown|respawn] [autostart:=true] [record:=false] [record_output:=FILE]
 
 Starts bimanual_sim (joint_states, top/image_raw, commands) and includes robot.launch.py with
 the same arguments, all checked before the simulator starts.

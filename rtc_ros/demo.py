@@ -10,9 +10,11 @@ A monitor node runs the episodes as an evaluation harness on a robot would: when
 ends (both cubes grasped, or the 6 s limit) it holds the controller (``rtc/hold``), resets the
 robot (``bimanual_sim/reset``) and releases the hold; the controller then starts the new episode
 from a fresh chunk. It stops after ``--episodes`` episodes (or ``--duration`` seconds), stops
-the nodes with Ctrl-C as a launch would, and writes DIR/summary.json and DIR/joints.png (one
-arm's joint position, velocity and acceleration with the chunk seams marked). Exits non-zero
-if the system failed: a node crashed, no chunk was executed, or nothing was commanded.
+the nodes with Ctrl-C as a launch would, and writes DIR/summary.json, DIR/joints.png (one
+arm's joint position, velocity and acceleration with the chunk seams marked) and DIR/delays.png
+(each chunk's delay and latency); with ``--record``, DIR/run.mcap, a bag of the run written by
+the recorder node in its own process. Exits non-zero if the system failed: a node crashed, no
+chunk was executed, or nothing was commanded.
 
     .venv/bin/python -m rtc_ros.demo --compare sync,naive_async,rtc_soft --episodes 10 --output DIR
 
@@ -38,10 +40,6 @@ import numpy as np
 CONFIG = pathlib.Path(__file__).resolve().parent.parent / "config" / "bimanual.yaml"
 PLOTTED_ARM = "left"
 COMPARED_JOINT = "left_shoulder"
-_RESET_STEP_RAD = 0.3
-"""A joint-state step above this between two samples is an episode reset: at the arms' 3.14 rad/s
-limit a servo moves 0.03 rad between two 100 Hz samples."""
-
 _ARM_JOINTS = slice(0, 6), slice(7, 13)
 
 _NO_NEW_EPISODE = (
@@ -457,57 +455,32 @@ def _summary(
     return summary
 
 
-def _plot(monitor: Monitor, harness: Harness, path: pathlib.Path, start: float) -> None:
-    import matplotlib
+def _plot(monitor: Monitor, harness: Harness, output: pathlib.Path, start: float) -> None:
+    """joints.png and delays.png, drawn as ``python -m rtc_ros.plot`` draws them from a bag."""
+    from rtc_ros.plots import plot_delays, plot_joints
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = monitor.joint_states[0][2]
-    columns = [
-        i
-        for i, n in enumerate(names)
-        if n.startswith(PLOTTED_ARM + "_") and not n.endswith("gripper")
-    ]
-    times = np.array([t for t, _, _, _ in monitor.joint_states]) - start
-    positions = np.array([p[columns] for _, _, _, p in monitor.joint_states])
-    # Derivatives over the robot's own stamps: the monitor receives samples in bursts when it is
-    # late, and a burst over receive times would draw as a velocity spike.
-    stamps = np.array([s for _, s, _, _ in monitor.joint_states])
-    velocity = np.gradient(positions, stamps, axis=0)
-    acceleration = np.gradient(velocity, stamps, axis=0)
-    # A reset moves the arms home at once: a step no servo can make. Those samples are left out of
-    # the derivatives instead of drawn as spikes.
-    steps = np.abs(np.diff(positions, axis=0)).max(axis=1)
-    resets = np.flatnonzero(steps > _RESET_STEP_RAD) + 1
-    for index in resets:
-        window = slice(max(index - 2, 0), index + 3)
-        velocity[window] = np.nan
-        acceleration[window] = np.nan
-    figure, axes = plt.subplots(3, 1, figsize=(12, 9), sharex=True)
-    for axis, values, label in zip(
-        axes,
-        (positions, velocity, acceleration),
-        ("position (rad)", "velocity (rad/s)", "acceleration (rad/s²)"),
-    ):
-        for k, column in enumerate(columns):
-            axis.plot(times, values[:, k], linewidth=1.0, label=names[column])
-        for seam, chunk in monitor.chunks:
-            if chunk.execution_horizon > 0:
-                axis.axvline(seam - start, color="0.6", linewidth=0.6, linestyle="--")
-        for held, released in harness.holds:
-            axis.axvspan(held - start, released - start, color="tab:red", alpha=0.15, linewidth=0)
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-    axes[0].legend(loc="upper right", fontsize=7, ncol=3)
-    axes[0].set_title(
-        f"{PLOTTED_ARM} arm, measured joint states; dashed: chunk seams; "
-        "red: controller held while the robot is reset between episodes"
+    times = np.array([t for t, _, _, _ in monitor.joint_states])
+    plot_joints(
+        times - start,
+        # Derivatives over the robot's own stamps: the monitor receives samples in bursts when
+        # it is late, and a burst over receive times would draw as a velocity spike.
+        np.array([s for _, s, _, _ in monitor.joint_states]),
+        monitor.joint_states[0][2],
+        np.array([p for _, _, _, p in monitor.joint_states]),
+        [t - start for t, chunk in monitor.chunks if chunk.execution_horizon > 0],
+        [(held - start, released - start) for held, released in harness.holds],
+        PLOTTED_ARM,
+        output / "joints.png",
     )
-    axes[2].set_xlabel("time since first command (s)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    chunks = [chunk for _, chunk in monitor.chunks]
+    plot_delays(
+        np.array([t for t, _ in monitor.chunks]) - start,
+        np.array([c.inference_delay for c in chunks]),
+        np.array([c.execution_horizon for c in chunks]),
+        np.array([c.latency_ms for c in chunks]),
+        0.02,
+        output / "delays.png",
+    )
 
 
 def run(args, method: str, output: pathlib.Path) -> tuple[dict, Monitor, Harness]:
@@ -555,6 +528,17 @@ def run(args, method: str, output: pathlib.Path) -> tuple[dict, Monitor, Harness
             env,
         ),
     }
+    if args.record:
+        from rtc_ros.nodes.recorder_node import CAMERA_TOPIC, RECORDED_TOPICS
+
+        # Its own process: it cannot take a tick from the control loop, which runs in another.
+        topics = list(RECORDED_TOPICS) + ([CAMERA_TOPIC] if args.record_camera else [])
+        nodes["recorder_node"] = start_node_process(
+            "rtc_ros.nodes.recorder_node",
+            ["-p", f"output:={output / 'run.mcap'}", "-p", f"topics:={json.dumps(topics)}"],
+            output / "recorder_node.log",
+            env,
+        )
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     monitor = Monitor(context)
@@ -604,7 +588,7 @@ def run(args, method: str, output: pathlib.Path) -> tuple[dict, Monitor, Harness
     summary = _summary(args, method, monitor, harness, failure, exit_codes)
     (output / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     if monitor.joint_states and monitor.commands:
-        _plot(monitor, harness, output / "joints.png", monitor.commands[0][0])
+        _plot(monitor, harness, output, monitor.commands[0][0])
     return summary, monitor, harness
 
 
@@ -762,6 +746,14 @@ def main(argv: list[str] | None = None) -> int:
         "(builtin-pi0); empty for the shipped demo policy",
     )
     parser.add_argument("--task", default="", help="language instruction for VLA policies")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record the run to OUTPUT/run.mcap (an MCAP bag: python -m rtc_ros.plot draws it)",
+    )
+    parser.add_argument(
+        "--record-camera", action="store_true", help="with --record: record the camera too"
+    )
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
     if args.episodes < 0:
@@ -778,7 +770,11 @@ def main(argv: list[str] | None = None) -> int:
         if summary["failure"]:
             print(f"FAILED: {summary['failure']}", file=sys.stderr)
             return 1
-        print(f"summary: {args.output / 'summary.json'}, plot: {args.output / 'joints.png'}")
+        print(
+            f"summary: {args.output / 'summary.json'}, plots: {args.output / 'joints.png'}, "
+            f"{args.output / 'delays.png'}"
+            + (f", bag: {args.output / 'run.mcap'}" if args.record else "")
+        )
         return 0
 
     runs = {m: run(args, m, args.output / m) for m in methods}

@@ -52,6 +52,11 @@ ROBOT_ARGUMENTS = {
     "respawn_delay": "Seconds before a node is started again with on_failure:=respawn",
     "autostart": "true: configure and activate the nodes; false: leave them unconfigured for a "
     "supervisor (lifecycle services <node>/change_state)",
+    "record": "true: record commands, joint states, chunks, status, holds and /diagnostics to an "
+    "MCAP bag (recorder_node, a process of its own)",
+    "record_output": "Bag file of record:=true; empty: rtc_ros_<UTC time>.mcap in the working "
+    "directory",
+    "record_camera": "true: record camera_topic too",
 }
 """Name -> description of robot.launch.py's arguments; sim_demo.launch.py forwards them all."""
 
@@ -59,6 +64,8 @@ _CHOICES = {
     "controller": ["", ControllerPlacement.PROCESS.value, ControllerPlacement.THREAD.value],
     "split": ["true", "false"],
     "autostart": ["true", "false"],
+    "record": ["true", "false"],
+    "record_camera": ["true", "false"],
     "on_failure": [m.value for m in OnFailure],
 }
 
@@ -90,6 +97,8 @@ def declare_robot_arguments() -> list[DeclareLaunchArgument]:
         "on_failure": "shutdown",
         "respawn_delay": "2.0",
         "autostart": "true",
+        "record": "false",
+        "record_camera": "false",
     }
     return [
         DeclareLaunchArgument(
@@ -128,6 +137,33 @@ def check_robot_arguments(values: dict[str, str]) -> None:
         raise ValueError(
             f"respawn_delay:={values['respawn_delay']!r} must be a number of seconds >= 0"
         )
+
+
+def recorder(values: dict[str, str]) -> list:
+    """The recorder node of record:=true, with the robot's remappings, or nothing."""
+    from launch_ros.actions import Node
+
+    from rtc_ros.nodes.recorder_node import recorded_topics
+
+    if values["record"] != "true":
+        return []
+    topics = recorded_topics(
+        values["config"],
+        split=values["split"] == "true",
+        camera=values["camera_name"] if values["record_camera"] == "true" else None,
+    )
+    parameters = {"topics": topics, "output": values["record_output"]}
+    return [
+        Node(
+            package="rtc_ros",
+            executable="recorder_node",
+            name="rtc_recorder",
+            namespace="",  # the caller's PushROSNamespace gives the namespace
+            output="screen",
+            parameters=[parameters],
+            remappings=robot_remappings(values),
+        )
+    ]
 
 
 def _stop_launch(event, context):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NODES = ["rtc_node", "controller_node", "inference_node", "sim_node"]
+NODES = ["rtc_node", "controller_node", "inference_node", "sim_node", "recorder_node"]
 
 
 def test_messages_have_the_specified_fields_and_types():
