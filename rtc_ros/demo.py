@@ -397,6 +397,17 @@ def _summary(
         summary["command_rate_hz"] = float(
             (len(received) - 1) / max(received[-1] - received[0], 1e-9)
         )
+        # At this subscriber, in this process: what a robot's controller would see, plus the
+        # monitor's own scheduling. Gaps across a hold (a reset) are not commanding gaps.
+        across_hold = np.zeros(max(len(received) - 1, 0), dtype=bool)
+        for held, released in harness.holds:
+            across_hold |= (received[:-1] < released) & (received[1:] > held)
+        gaps_ms = np.diff(received)[~across_hold] * 1e3
+        summary["command_interarrival_ms"] = {
+            "p50": float(np.percentile(gaps_ms, 50)) if len(gaps_ms) else None,
+            "p99": float(np.percentile(gaps_ms, 99)) if len(gaps_ms) else None,
+            "max": float(gaps_ms.max()) if len(gaps_ms) else None,
+        }
         stamps = np.array([arrived for _, arrived, _ in monitor.commands])
         summary["commands_sent_during_resets"] = int(_in_holds(stamps, harness.resets_wall).sum())
     status = monitor.status

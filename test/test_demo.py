@@ -25,6 +25,7 @@ def test_episodes_complete_and_the_controller_holds_through_every_reset(tmp_path
             "100",
             "--output",
             str(tmp_path),
+            "--record",
         ]
     )
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -36,3 +37,11 @@ def test_episodes_complete_and_the_controller_holds_through_every_reset(tmp_path
     assert summary["commands_sent_during_resets"] == 0
     assert summary["fresh_chunks"] >= 2
     assert (tmp_path / "joints.png").stat().st_size > 0
+    assert (tmp_path / "delays.png").stat().st_size > 0
+    # --record: the bag holds the run, holds included, and plots as the demo does.
+    from rtc_ros.plot import plot_bag
+
+    found = plot_bag(tmp_path / "run.mcap", tmp_path / "from_bag", arm="left", period_s=0.02)
+    assert found["/commands"] > 0 and found["/rtc/chunks"] >= 2
+    assert found["/rtc/hold"] >= 2  # held and released around each reset
+    assert (tmp_path / "from_bag" / "joints.png").stat().st_size > 0
