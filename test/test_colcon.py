@@ -67,8 +67,6 @@ def test_colcon_builds_the_package_and_a_node_runs_from_install(tmp_path):
         [
             COLCON,
             "build",
-            "--event-handlers",
-            "console_cohesion+",
             "--cmake-args",
             f"-DPython3_EXECUTABLE={sys.executable}",
         ],
