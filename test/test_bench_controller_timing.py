@@ -33,3 +33,8 @@ def test_controller_timing_command_measures_each_placement_beside_busy_processes
             figures = result[metric]
             assert figures["samples"] > 10, metric
             assert 0 <= figures["p50"] <= figures["p99"] <= figures["max"], metric
+    segments = {p: r["segments"] for p, r in report["results"].items()}
+    assert segments["thread"][0]["thread_priority"] == 0  # normal scheduling asked for
+    rt = segments["process_rt"][0]
+    assert rt["realtime_refused"] or (rt["thread_priority"] == 50 and rt["memory_locked"])
+    assert all(s["commands_received"] <= s["commands_published"] for s in segments["thread"])

@@ -25,7 +25,10 @@ Per placement, in milliseconds:
 - publish jitter: |interval between consecutive command stamps - period| (the stamp is taken
   when the tick publishes);
 - arrival jitter: |interval between consecutive arrivals at the subscriber - period|, and the
-  inter-arrival interval's p99.
+  inter-arrival interval's p99;
+- per segment, the real-time settings the loop got (SCHED_FIFO may be refused), the commands
+  it sent and the subscriber received, and its underruns (for a control process as of its last
+  report, which it publishes every 0.2 s: up to ten commands are not counted yet).
 
 Writes DIR/timing.json and DIR/timing.png (the distributions). A benchmark, not a test: it
 reports figures and asserts nothing.
@@ -170,8 +173,10 @@ def run_segment(
     domain_id: int,
     workdir: pathlib.Path,
     index: int,
-) -> dict[str, np.ndarray]:
-    """One placement for ``seconds``: its period errors (ms), arrival and stamp times (ns)."""
+) -> dict:
+    """One placement for ``seconds``: its period errors (ms), arrival and stamp times (ns), and
+    the loop's report (real-time settings applied, commands sent, underruns).
+    """
     namespace = f"/rtc_timing_{os.getpid()}_{index}"
     rt = placement is Placement.PROCESS_RT
     settings = RealtimeSettings(thread_priority=thread_priority) if rt else RealtimeSettings.off()
@@ -219,6 +224,7 @@ def run_segment(
             thread.join()
             sink.close()
             period_errors = loop.period_errors_ms.values()
+            report = loop.report()
         else:
             process = ControlProcess(
                 ControlProcessSpec(
@@ -239,6 +245,7 @@ def run_segment(
             time.sleep(seconds)
             worker.stop()
             period_errors = process.period_errors_ms()
+            report = process.report()
             process.stop()
     except BaseException:
         subscriber.kill()
@@ -248,6 +255,14 @@ def run_segment(
         "period_error_ms": np.asarray(period_errors)[-ticks:],
         "arrival_ns": records[:, 0],
         "stamp_ns": records[:, 1],
+        "loop": {
+            "thread_priority": report.thread_priority,
+            "memory_locked": report.memory_locked,
+            "realtime_refused": report.realtime_refused,
+            "commands_published": report.commands_published,
+            "commands_received": len(records),
+            "underruns": report.underruns,
+        },
     }
 
 
@@ -262,9 +277,7 @@ def _percentiles(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def summarize(
-    segments: list[dict[str, np.ndarray]], period_s: float
-) -> tuple[dict, dict[str, np.ndarray]]:
+def summarize(segments: list[dict], period_s: float) -> tuple[dict, dict[str, np.ndarray]]:
     """Figures over all segments of one placement, and the samples behind them."""
     period_errors = np.concatenate([s["period_error_ms"] for s in segments])
     arrivals = (
@@ -277,8 +290,11 @@ def summarize(
         "publish_jitter_ms": np.abs(stamps - period_ms),
         "arrival_jitter_ms": np.abs(arrivals - period_ms),
     }
-    figures = {name: _percentiles(values) for name, values in samples.items()}
+    figures: dict = {name: _percentiles(values) for name, values in samples.items()}
     figures["arrival_interval_ms"] = _percentiles(arrivals)
+    # What the loop got and did in each segment: its real-time settings (SCHED_FIFO may be
+    # refused), and the commands it sent against those the subscriber received.
+    figures["segments"] = [s["loop"] for s in segments]
     return figures, samples
 
 
@@ -342,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     period_s = 1.0 / args.rate_hz
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     args.output.mkdir(parents=True, exist_ok=True)
-    segments: dict[Placement, list[dict[str, np.ndarray]]] = {p: [] for p in placements}
+    segments: dict[Placement, list[dict]] = {p: [] for p in placements}
     load = start_load(args.load)
     started = time.time()
     try:
