@@ -24,6 +24,7 @@ from rtc_ros.launching import (
     brought_up,
     declare_robot_arguments,
     failure_handling,
+    parameter_overrides,
     recorder,
     robot_argument_values,
     robot_remappings,
@@ -32,12 +33,8 @@ from rtc_ros.launching import (
 
 def _nodes(context):
     values = robot_argument_values(context)
-    overrides = {name: values[name] for name in ("device", "policy", "policy_type", "task")}
-    if values["controller"]:
-        overrides["controller"] = values["controller"]
     remappings = robot_remappings(values)
-    # The overrides come after the file, so that they win over its values.
-    parameters = [values["config"], overrides]
+    parameters = [values["config"], parameter_overrides(values)]
     if values["split"] == "true":
         named = [
             ("inference_node", "rtc_inference", parameters),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import os
 
+import yaml
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.event_handlers import OnProcessStart
 from launch.events import Shutdown, matches_action
@@ -23,7 +24,7 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
-from rtc_ros.nodes.parameters import ControllerPlacement, check_device
+from rtc_ros.nodes.parameters import DECLARATIONS, ControllerPlacement, check_device
 
 
 class OnFailure(enum.Enum):
@@ -34,11 +35,11 @@ class OnFailure(enum.Enum):
 ROBOT_ARGUMENTS = {
     "config": "Parameter file: joints, limits, RTC settings (default: the shipped bimanual.yaml)",
     "namespace": "Namespace of every node and topic",
-    "device": "torch device: cpu, cuda or cuda:N",
+    "device": "torch device: cpu, cuda or cuda:N; empty: as in config",
     "policy": "LeRobot save_pretrained folder (smolvla, pi0, pi05), .pt checkpoint or name "
-    "(builtin-pi0); empty for the shipped bimanual demo policy",
-    "policy_type": "Overrides the policy kind detected from the path",
-    "task": "Language instruction for VLA policies",
+    "(builtin-pi0); empty: as in config (the shipped bimanual.yaml: the demo policy)",
+    "policy_type": "Overrides the policy kind detected from the path; empty: as in config",
+    "task": "Language instruction for VLA policies; empty: as in config",
     "controller": "Where the composed node's control loop runs: process or thread; "
     "empty: as in config (ignored with split:=true)",
     "split": "true: separate inference and controller nodes over topics",
@@ -60,6 +61,10 @@ ROBOT_ARGUMENTS = {
 }
 """Name -> description of robot.launch.py's arguments; sim_demo.launch.py forwards them all."""
 
+NODE_PARAMETER_ARGUMENTS = ("device", "policy", "policy_type", "task", "controller")
+"""Arguments that set the node parameter of the same name over the config file's value; empty
+(their default) leaves the file's value."""
+
 _CHOICES = {
     "controller": ["", ControllerPlacement.PROCESS.value, ControllerPlacement.THREAD.value],
     "split": ["true", "false"],
@@ -68,6 +73,11 @@ _CHOICES = {
     "record_camera": ["true", "false"],
     "on_failure": [m.value for m in OnFailure],
 }
+
+
+def parameter_overrides(values: dict[str, str]) -> dict[str, str]:
+    """The node parameters the arguments set; they come after the config file, so they win."""
+    return {name: values[name] for name in NODE_PARAMETER_ARGUMENTS if values[name]}
 
 
 def share_path(*parts: str) -> str:
@@ -89,7 +99,6 @@ def robot_remappings(values: dict[str, str]) -> list[tuple[str, str]]:
 def declare_robot_arguments() -> list[DeclareLaunchArgument]:
     defaults = {
         "config": share_path("config", "bimanual.yaml"),
-        "device": "cpu",
         "split": "false",
         "camera_name": "top",
         "joint_states_topic": "joint_states",
@@ -120,6 +129,28 @@ def robot_argument_values(context) -> dict[str, str]:
     return values
 
 
+def configured_cameras(config_path: str) -> tuple[str, ...]:
+    """camera_names as the parameter file sets them for the RTC nodes (the declared default where
+    it does not); ValueError where the file is not a ROS 2 parameter file.
+    """
+    with open(config_path) as file:
+        try:
+            content = yaml.safe_load(file)
+        except yaml.YAMLError as error:
+            raise ValueError(f"config:={config_path} is not a YAML file: {error}") from None
+    if not isinstance(content, dict):
+        raise ValueError(
+            f"config:={config_path} is not a ROS 2 parameter file (node: ros__parameters)"
+        )
+    for node_entry in content.values():
+        node_parameters = (
+            node_entry.get("ros__parameters") if isinstance(node_entry, dict) else None
+        )
+        if isinstance(node_parameters, dict) and node_parameters.get("camera_names"):
+            return tuple(node_parameters["camera_names"])
+    return tuple(DECLARATIONS["camera_names"][0])
+
+
 def check_robot_arguments(values: dict[str, str]) -> None:
     for name, choices in _CHOICES.items():
         if values[name] not in choices:
@@ -128,7 +159,14 @@ def check_robot_arguments(values: dict[str, str]) -> None:
             )
     if not os.path.isfile(values["config"]):
         raise ValueError(f"config:={values['config']}: no such file")
-    check_device(values["device"])
+    cameras = configured_cameras(values["config"])
+    if values["camera_name"] not in cameras:
+        raise ValueError(
+            f"camera_name:={values['camera_name']!r} is not one of the config's camera_names "
+            f"{list(cameras)}"
+        )
+    if values["device"]:
+        check_device(values["device"])
     try:
         delay_s = float(values["respawn_delay"])
     except ValueError:

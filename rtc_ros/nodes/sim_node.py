@@ -39,7 +39,7 @@ from rtc_ros.nodes.runner import run
 from rtc_ros.sim.bimanual import BimanualSim, episode_rng
 from rtc_ros.sim.config import BimanualConfig
 
-_DECLARATIONS = {
+SIM_DECLARATIONS = {
     "command_format": (
         "joint_trajectory",
         "Command message the robot accepts (as the controller's)",
@@ -82,7 +82,7 @@ class SimNode(Node):
             name: self.declare_parameter(
                 name, default, ParameterDescriptor(description=text, read_only=True)
             ).value
-            for name, (default, text) in _DECLARATIONS.items()
+            for name, (default, text) in SIM_DECLARATIONS.items()
         }
         self.command_format = parse_enum(CommandFormat, values["command_format"], "command_format")
         if not (
