@@ -8,9 +8,9 @@ the ``chunks`` topic, e.g. inference on a GPU server and the controller on the r
 Every argument is checked before a node starts; a node that dies stops the launch with a
 non-zero exit status (on_failure:=shutdown) or is started again (on_failure:=respawn).
 
-The nodes are managed nodes: configured and activated here unless autostart:=false, which
-leaves them unconfigured for a supervisor (``ros2 lifecycle set /rtc configure``, ``activate``).
-A node that fails to configure stops the launch too.
+The nodes are managed nodes: each configures and activates itself at start unless
+autostart:=false, which leaves them unconfigured for a supervisor (``ros2 lifecycle set /rtc
+configure``, ``activate``). A node that fails to configure exits, and stops the launch too.
 
 record:=true also starts recorder_node, which writes the run to an MCAP bag (record_output:=FILE;
 ``python -m rtc_ros.plot FILE --output DIR`` draws it).
@@ -21,9 +21,9 @@ from launch_ros.actions import LifecycleNode, PushROSNamespace
 
 from launch import LaunchDescription
 from rtc_ros.launching import (
-    brought_up,
     declare_robot_arguments,
     failure_handling,
+    lifecycle_parameters,
     parameter_overrides,
     recorder,
     robot_argument_values,
@@ -34,17 +34,17 @@ from rtc_ros.launching import (
 def _nodes(context):
     values = robot_argument_values(context)
     remappings = robot_remappings(values)
-    parameters = [values["config"], parameter_overrides(values)]
+    lifecycle = lifecycle_parameters(values)
+    parameters = [values["config"], parameter_overrides(values), lifecycle]
     if values["split"] == "true":
         named = [
             ("inference_node", "rtc_inference", parameters),
-            ("controller_node", "rtc_controller", [values["config"]]),
+            ("controller_node", "rtc_controller", [values["config"], lifecycle]),
         ]
     else:
         named = [("rtc_node", "rtc", parameters)]
-    nodes = []
-    for executable, name, node_parameters in named:
-        node = LifecycleNode(
+    nodes = [
+        LifecycleNode(
             package="rtc_ros",
             executable=executable,
             name=name,
@@ -54,7 +54,8 @@ def _nodes(context):
             remappings=remappings,
             **failure_handling(values),
         )
-        nodes += brought_up(node, values)
+        for executable, name, node_parameters in named
+    ]
     nodes += recorder(values)
     return [GroupAction([PushROSNamespace(values["namespace"]), *nodes])]
 

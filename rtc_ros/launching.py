@@ -6,8 +6,8 @@ simulator and then failed on a mistyped argument would leave it running alone). 
 exits on its own, which only happens on a failure, either stops the whole launch with a
 non-zero exit status (``on_failure:=shutdown``, the default) or is started again
 (``on_failure:=respawn``). The RTC nodes are managed nodes: with ``autostart:=true`` (the
-default) launch configures and then activates them, and a failed configure stops the launch
-like a node that died; ``autostart:=false`` leaves them unconfigured for a supervisor.
+default) each configures and then activates itself at start, and one that fails to configure
+exits like a node that died; ``autostart:=false`` leaves them unconfigured for a supervisor.
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ import enum
 import os
 
 import yaml
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
-from launch.event_handlers import OnProcessStart
-from launch.events import Shutdown, matches_action
+from launch.actions import DeclareLaunchArgument, EmitEvent
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
-from lifecycle_msgs.msg import Transition
 
 from rtc_ros.nodes.parameters import DECLARATIONS, ControllerPlacement, check_device
 
@@ -78,6 +74,14 @@ _CHOICES = {
 def parameter_overrides(values: dict[str, str]) -> dict[str, str]:
     """The node parameters the arguments set; they come after the config file, so they win."""
     return {name: values[name] for name in NODE_PARAMETER_ARGUMENTS if values[name]}
+
+
+def lifecycle_parameters(values: dict[str, str]) -> dict[str, bool]:
+    """``autostart``: a managed node configures and activates itself whenever its process
+    starts (a respawned one too); a failed configure ends the process with status 2, which
+    ``on_failure`` then handles like any other failure.
+    """
+    return {"autostart": values["autostart"] == "true"}
 
 
 def share_path(*parts: str) -> str:
@@ -205,7 +209,13 @@ def recorder(values: dict[str, str]) -> list:
 
 
 def _stop_launch(event, context):
-    """A required node ended: shut everything down; an error exit makes launch exit non-zero."""
+    """A required node ended: shut everything down; an error exit makes launch exit non-zero.
+
+    Nodes that end while launch is already shutting down (Ctrl-C, or another node's failure)
+    were told to: a second shutdown would only make launch fail on its own ROS node.
+    """
+    if context.is_shutdown:
+        return None
     name = event.action.name
     if event.returncode == 0:
         return [EmitEvent(event=Shutdown(reason=f"{name} exited"))]
@@ -217,46 +227,3 @@ def failure_handling(values: dict[str, str]) -> dict:
     if OnFailure(values["on_failure"]) is OnFailure.RESPAWN:
         return {"respawn": True, "respawn_delay": float(values["respawn_delay"])}
     return {"on_exit": _stop_launch}
-
-
-def brought_up(node, values: dict[str, str]) -> list:
-    """A launch_ros LifecycleNode and, with autostart, what brings it to active: configure
-    whenever its process starts (a respawned node too), activate whenever it is configured. A
-    failed configure stops the launch. A supervisor that drives the transitions itself uses
-    autostart:=false.
-    """
-    if values["autostart"] != "true":
-        return [node]
-
-    def change(transition_id: int) -> EmitEvent:
-        return EmitEvent(
-            event=ChangeState(
-                lifecycle_node_matcher=matches_action(node), transition_id=transition_id
-            )
-        )
-
-    def configure_failed(context):
-        raise RuntimeError(f"{node.node_name} failed to configure (its log says why): stopping")
-
-    return [
-        RegisterEventHandler(
-            OnProcessStart(target_action=node, on_start=[change(Transition.TRANSITION_CONFIGURE)])
-        ),
-        RegisterEventHandler(
-            OnStateTransition(
-                target_lifecycle_node=node,
-                start_state="configuring",
-                goal_state="inactive",
-                entities=[change(Transition.TRANSITION_ACTIVATE)],
-            )
-        ),
-        RegisterEventHandler(
-            OnStateTransition(
-                target_lifecycle_node=node,
-                start_state="configuring",
-                goal_state="unconfigured",
-                entities=[OpaqueFunction(function=configure_failed)],
-            )
-        ),
-        node,
-    ]

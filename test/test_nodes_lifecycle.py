@@ -222,3 +222,29 @@ def test_controller_node_starts_from_the_measured_state_on_activation_and_stops_
         timeout_s=60,
         what="commands after the second activation",
     )
+
+
+def test_a_node_with_autostart_brings_itself_to_active_and_one_that_cannot_configure_says_why(
+    graph,
+):
+    started = graph.add(
+        InferenceNode(
+            "rtc",
+            placement=ControllerPlacement.THREAD,
+            context=graph.context,
+            parameter_overrides=config_overrides(policy=small_policy_checkpoint(), autostart=True),
+        )
+    )
+    started.bring_up()
+    assert LifecycleClient(graph.probe, "/rtc").state() == "active"
+
+    broken = InferenceNode(
+        "rtc_broken",
+        context=graph.context,
+        parameter_overrides=config_overrides(policy="/nonexistent/policy.pt", autostart=True),
+    )
+    try:
+        with pytest.raises(ValueError, match="configure failed: .*/nonexistent/policy.pt"):
+            broken.bring_up()
+    finally:
+        broken.destroy_node()

@@ -4,7 +4,8 @@ The nodes are ROS 2 managed nodes (the lifecycle of ros2_control's controllers):
 *unconfigured*; ``configure`` loads what they need and checks it (*inactive*); ``activate`` starts
 commanding (*active*); ``deactivate`` stops and holds; ``cleanup`` releases everything
 (*unconfigured* again); ``shutdown`` ends from any state. A supervisor drives them through
-``<node>/change_state`` and ``<node>/get_state`` (``ros2 lifecycle set /rtc activate``).
+``<node>/change_state`` and ``<node>/get_state`` (``ros2 lifecycle set /rtc activate``), or the
+node brings itself up when its ``autostart`` parameter is true (what the launch files set).
 
 Each node supplies four steps; :class:`ManagedNode` runs them, turns a failure into a failed
 transition with the reason logged (the node stays where it was and may try again), and makes
@@ -15,6 +16,7 @@ destroyed by ``cleanup``, so a node can be configured again.
 
 from __future__ import annotations
 
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.lifecycle import (
     LifecycleNode,
     LifecyclePublisher,
@@ -33,6 +35,30 @@ class ManagedNode(LifecycleNode):
         self._kept_entities: set[int] = set()
         self.configure_error: str | None = None
         """Why the last configure failed (also logged), for an in-process supervisor."""
+        self.declare_parameter(
+            "autostart",
+            False,
+            ParameterDescriptor(
+                description="Configure and activate at start (launch's autostart:=true); "
+                "false: stay unconfigured for a supervisor",
+                read_only=True,
+            ),
+        )
+
+    def bring_up(self) -> None:
+        """With the ``autostart`` parameter: configure, then activate, in the node's own process.
+
+        Every start of the process comes back active this way, a respawn included. (Launch
+        asking over ``change_state`` instead loses the request when it reaches a respawned
+        process before that serves the service, as the dead one still shows in the graph.)
+        ValueError when a transition fails; the log has said why.
+        """
+        if not self.get_parameter("autostart").value:
+            return
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise ValueError(f"configure failed: {self.configure_error}")
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            raise ValueError("activate failed")
 
     # -- the node's steps ------------------------------------------------------------------
     def configure_runtime(self) -> None:

@@ -71,6 +71,8 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None, usage: 
     exit_status = 0
     try:
         node = node_factory()
+        if hasattr(node, "bring_up"):  # a managed node: configured and activated if asked to
+            node.bring_up()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok() and not interrupted.is_set() and getattr(node, "failure", None) is None:
