@@ -177,7 +177,11 @@ def test_broken_or_unknown_folders_give_one_clear_error(smolvla_folder, tmp_path
 
 
 def test_unknown_names_and_files_are_refused(tmp_path):
-    with pytest.raises(PolicyLoadError, match="neither a file, a folder nor a name"):
+    with pytest.raises(
+        PolicyLoadError,
+        match="neither a file, a folder nor a name .names: '' for the shipped demo policy, "
+        "'builtin-pi0', 'builtin-pi0-tiny'.$",
+    ):
         load_policy("pi7")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")

@@ -189,7 +189,7 @@ def detect_kind(spec: str) -> PolicyKind:
         return _pt_kind(_read_pt(path), path)
     raise PolicyLoadError(
         f"policy {spec!r} is neither a file, a folder nor a name "
-        f"({', '.join([''] + list(BUILTIN_NAMES))!r} are names)"
+        f"(names: '' for the shipped demo policy, {', '.join(map(repr, BUILTIN_NAMES))})"
     )
 
 
