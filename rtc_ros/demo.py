@@ -170,8 +170,8 @@ class Monitor:
 
 
 def bring_up(node, executor, target: str, deadline: float) -> str:
-    """Configure and activate the managed node ``target`` as a supervisor would: "" or what
-    failed.
+    """Configure and activate the managed node ``target`` as a
+    supervisor would: "" or what failed.
     """
     from lifecycle_msgs.srv import ChangeState
 
@@ -232,8 +232,8 @@ class Harness:
         return True
 
     def new_episode(self) -> bool:
-        """Hold the controller, reset the robot, release: the next episode starts from a fresh
-        chunk.
+        """Hold the controller, reset the robot, release: the next
+        episode starts from a fresh chunk.
         """
         monitor = self.monitor
         held = time.monotonic()
@@ -258,8 +258,8 @@ class Harness:
         return True
 
     def run(self, episodes: int, duration_s: float) -> str:
-        """Episodes until ``episodes`` ended (or ``duration_s`` passed when 0); a failure, or
-        "".
+        """Episodes until ``episodes`` ended (or ``duration_s``
+        passed when 0); a failure, or "".
         """
         monitor = self.monitor
         if self.hold_resets and not self.new_episode():
@@ -318,8 +318,8 @@ def _in_holds(times: np.ndarray, holds: list[tuple[float, float]]) -> np.ndarray
 
 
 def _seam_indices(monitor: Monitor) -> tuple[np.ndarray, np.ndarray]:
-    """Command indices where a chunk swap happened (guided chunks) and where a fresh chunk
-    started.
+    """Command indices where a chunk swap happened (guided chunks)
+    and where a fresh chunk started.
     """
     stamps = np.array([s for _, s, _ in monitor.commands])
     seams, fresh = [], []
@@ -330,9 +330,8 @@ def _seam_indices(monitor: Monitor) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _frozen_prefix_mismatch(monitor: Monitor) -> list[float]:
-    """Per guided chunk: largest gap between its first d actions and the previous chunk's actions
-    it
-    replaces; a fresh chunk (the first after a reset) replaces none and is left out.
+    """Per guided chunk: largest gap between its first d actions and the previous chunk's
+    actions it replaces; a fresh chunk (the first after a reset) replaces none and is left out.
     """
     mismatches = []
     for (_, old), (_, new) in zip(monitor.chunks, monitor.chunks[1:]):

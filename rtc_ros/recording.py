@@ -27,8 +27,8 @@ _SEPARATOR = "=" * 80
 
 
 def _msg_path(package: str, name: str) -> pathlib.Path:
-    """The .msg file of ``package/msg/name`` in the first prefix of AMENT_PREFIX_PATH that has
-    it.
+    """The .msg file of ``package/msg/name`` in the first prefix of
+    AMENT_PREFIX_PATH that has it.
     """
     from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
@@ -92,8 +92,8 @@ class BagWriter:
         self.message_counts: dict[str, int] = {}
 
     def add_topic(self, topic: str, type_name: str, offered_qos: str = "") -> int:
-        """A channel for ``topic`` (``type_name``: ``package/msg/Type``); its id for
-        :meth:`write`.
+        """A channel for ``topic`` (``type_name``:
+        ``package/msg/Type``); its id for :meth:`write`.
         """
         if type_name not in self._schemas:
             self._schemas[type_name] = self._writer.register_schema(
@@ -111,8 +111,8 @@ class BagWriter:
     def write(
         self, channel_id: int, topic: str, data: bytes, log_time_ns: int, publish_time_ns: int
     ) -> None:
-        """One message: its CDR bytes, when it was received (log time) and sent (publish
-        time).
+        """One message: its CDR bytes, when it was received (log
+        time) and sent (publish time).
         """
         self._writer.add_message(
             channel_id=channel_id,
@@ -125,8 +125,8 @@ class BagWriter:
         self.message_counts[topic] += 1
 
     def close(self) -> None:
-        """Write the summary and index (a bag cut short without them is still readable from its
-        chunks).
+        """Write the summary and index (a bag cut short without them is
+        still readable from its chunks).
         """
         if not self._file.closed:
             self._writer.finish()

@@ -1,5 +1,5 @@
-"""python -m rtc_ros.demo in a small configuration: the whole system over real DDS, episodes and
-resets.
+"""python -m rtc_ros.demo in a small configuration: the whole system over
+real DDS, episodes and resets.
 """
 
 import json

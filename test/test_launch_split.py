@@ -1,5 +1,5 @@
-"""sim_demo.launch.py split:=true: inference_node and controller_node exchange chunks over
-topics.
+"""sim_demo.launch.py split:=true: inference_node and
+controller_node exchange chunks over topics.
 """
 
 import os

@@ -20,8 +20,8 @@ from rtc_ros.sim.config import BimanualConfig
 
 
 def skip_without_launch_testing() -> None:
-    """Skip the calling launch test module where ROS 2's launch stack or the built messages are
-    missing.
+    """Skip the calling launch test module where ROS 2's launch stack or
+    the built messages are missing.
     """
     for module in ("launch_testing", "launch_ros", "launch_testing_ros"):
         pytest.importorskip(
@@ -48,8 +48,8 @@ def isolate_ros_domain(test_number: int) -> str:
 
 @functools.cache
 def small_policy_checkpoint() -> str:
-    """An untrained bimanual policy whose actions stay near the home pose: fast on a CPU, safe to
-    run.
+    """An untrained bimanual policy whose actions stay near the home
+    pose: fast on a CPU, safe to run.
     """
     torch.manual_seed(0)
     policy = ReferenceFlowPolicy(

@@ -378,8 +378,8 @@ def test_stale_joint_states_are_rejected(graph, policy_path):
 
 
 def test_invalid_parameters_are_rejected_with_a_clear_message(graph, policy_path):
-    """At start-up they fail the configure transition (test_nodes_lifecycle.py); at run time,
-    here.
+    """At start-up they fail the configure transition
+    (test_nodes_lifecycle.py); at run time, here.
     """
     node = _rtc(graph, policy_path, name="rtc_ok")
     assert not node.set_parameters([Parameter("beta", value=-1.0)])[0].successful
@@ -491,8 +491,8 @@ def test_every_read_only_parameter_is_refused_while_running(graph, policy_path):
 
 
 def test_emulated_latency_pads_inference_and_is_reported(graph, policy_path):
-    """Every chunk takes at least the emulated 100 ms, and status and diagnostics say it is
-    emulated.
+    """Every chunk takes at least the emulated 100 ms, and status and
+    diagnostics say it is emulated.
     """
     statuses = graph.collect(RtcStatus, "rtc/status")
     diagnostics = graph.collect(DiagnosticArray, "/diagnostics")

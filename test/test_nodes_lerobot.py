@@ -40,8 +40,8 @@ def graph():
 
 
 def _rtc(graph, folder, name="rtc", **params):
-    """The default composed node: its control loop in a process of its own, clear of torch's
-    GIL.
+    """The default composed node: its control loop in a process of
+    its own, clear of torch's GIL.
     """
     overrides = config_overrides(policy=str(folder), **params)
     return graph.add_active(

@@ -1,5 +1,5 @@
-"""The managed nodes driven as a supervisor drives them: through <node>/get_state and
-<node>/change_state.
+"""The managed nodes driven as a supervisor drives them: through
+<node>/get_state and <node>/change_state.
 """
 
 import multiprocessing

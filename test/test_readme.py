@@ -22,8 +22,8 @@ def _section(heading: str) -> str:
 
 
 def _table(heading: str) -> list[tuple[list[str], list[str]]]:
-    """The rows of the first table under ``heading``: (the names in the first cell, the other
-    cells).
+    """The rows of the first table under ``heading``: (the names in
+    the first cell, the other cells).
     """
     rows = []
     for line in _section(heading).splitlines():

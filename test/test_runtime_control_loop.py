@@ -243,8 +243,8 @@ def _process_commands(
 def _in_process_actions(
     spec, first: Chunk, second: Chunk, ticks: int, swap_tick: int
 ) -> np.ndarray:
-    """What :class:`ChunkExecutor` commands in this process when ``second`` arrives at
-    ``swap_tick``.
+    """What :class:`ChunkExecutor` commands in this process when
+    ``second`` arrives at ``swap_tick``.
     """
     executor = ChunkExecutor(spec, run_id=first.run_id)
     return np.array(

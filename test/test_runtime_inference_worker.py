@@ -22,8 +22,8 @@ H, M, STATE, S_MIN = 8, 2, 3, 3
 
 
 class CountingPolicy:
-    """A reference policy that counts velocity evaluations and can act on the first one of a
-    chunk.
+    """A reference policy that counts velocity evaluations and can
+    act on the first one of a chunk.
     """
 
     def __init__(self) -> None:

@@ -1,5 +1,5 @@
-"""Real-time settings: applied where the system permits them, one warning and a normal loop where
-not.
+"""Real-time settings: applied where the system permits them, one
+warning and a normal loop where not.
 
 Each case runs in a child process, so that the test process keeps its scheduler and memory. The
 refused case drops the child's permission first: RLIMIT_RTPRIO 0 and a 64 KiB RLIMIT_MEMLOCK

@@ -1,5 +1,5 @@
-"""The controller side of the package (nodes, control process, real-time core) runs without
-torch.
+"""The controller side of the package (nodes, control process, real-
+time core) runs without torch.
 """
 
 import subprocess

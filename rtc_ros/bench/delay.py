@@ -288,8 +288,8 @@ def _success_cell(selected: Sequence[dict]) -> str:
 def _table(
     rows: Sequence[dict], column: str, panel: str, cell: Callable[[Sequence[dict]], str]
 ) -> list[str]:
-    """Markdown rows: one per method, one column per value of ``column``, for a task or the
-    mean.
+    """Markdown rows: one per method, one column per value of
+    ``column``, for a task or the mean.
     """
     values = sorted({r[column] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -316,8 +316,8 @@ def _table(
 
 
 def markdown_tables(rows: Sequence[dict], sweep: Sweep) -> str:
-    """Success per method against delay and execution horizon, then seam jumps, prefix error,
-    jerk.
+    """Success per method against delay and execution horizon, then
+    seam jumps, prefix error, jerk.
     """
     panels = list(sweep.tasks) + (["mean"] if len(sweep.tasks) > 1 else [])
     delay_rows, horizon_rows = delay_sweep_rows(rows, sweep), horizon_sweep_rows(rows, sweep)

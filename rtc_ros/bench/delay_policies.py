@@ -138,8 +138,8 @@ def load_or_train(
     recipe: PolicyRecipe = PolicyRecipe(),
     log: Callable[[str], None] | None = None,
 ) -> TaskPolicies:
-    """Shipped (or given) checkpoints if present, else train and save them into
-    ``trained_into``.
+    """Shipped (or given) checkpoints if present, else train and
+    save them into ``trained_into``.
     """
     for directory in (checkpoints, trained_into):
         try:

@@ -1,5 +1,5 @@
-"""Chunk latency of one policy in the three modes, interleaved, with its breakdown, and the
-machine it ran on.
+"""Chunk latency of one policy in the three modes, interleaved, with its
+breakdown, and the machine it ran on.
 """
 
 from __future__ import annotations

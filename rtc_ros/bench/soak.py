@@ -96,8 +96,8 @@ def process_usage(pid: int) -> dict | None:
 
 
 class SoakMonitor:
-    """Subscribes to what the robot and an operator see; keeps per-minute tallies, not every
-    message.
+    """Subscribes to what the robot and an operator see; keeps per-
+    minute tallies, not every message.
     """
 
     def __init__(

@@ -89,8 +89,8 @@ class CompiledGuidedSampler:
         weights: torch.Tensor | None = None,
         guidance: GuidanceMode | str = GuidanceMode.VJP,
     ) -> torch.Tensor:
-        """A (B, H, M) chunk in model space, as ``guided_sample(paper_velocity(policy, context),
-        ...)``.
+        """A (B, H, M) chunk in model space, as
+        ``guided_sample(paper_velocity(policy, context), ...)``.
 
         ``context`` is what ``policy.encode`` returned for this chunk; its tensors are copied into
         the sampler's own buffers (their shapes must not change between calls; non-tensor parts
@@ -190,8 +190,8 @@ class CompiledGuidedSampler:
 
 
 def _map_tensors(tree: Any, fn) -> Any:
-    """Apply ``fn`` to every tensor of a context made of tensors, tuples, lists, dicts,
-    dataclasses.
+    """Apply ``fn`` to every tensor of a context made of tensors,
+    tuples, lists, dicts, dataclasses.
     """
     if isinstance(tree, torch.Tensor):
         return fn(tree)

@@ -95,8 +95,8 @@ def euler_steps(
     guidance_weights: Sequence[float] = (),
     mode: GuidanceMode | None = None,
 ) -> torch.Tensor:
-    """The n Euler steps of GUIDEDINFERENCE from ``noise``, shared by the eager and compiled
-    samplers.
+    """The n Euler steps of GUIDEDINFERENCE from ``noise``, shared by
+    the eager and compiled samplers.
 
     ``mode`` None integrates without guidance; otherwise ``target`` (B, H, M), ``mask`` W as
     (1, H, 1) and one guidance weight per flow time in ``taus``. No host synchronisation and no

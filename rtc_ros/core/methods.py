@@ -23,8 +23,8 @@ _GUIDED_SCHEDULE = {Method.RTC_HARD: MaskSchedule.HARD, Method.RTC_SOFT: MaskSch
 
 
 class ChunkGenerator:
-    """Generates chunks for one policy with one method; the policy is used only via its
-    protocol.
+    """Generates chunks for one policy with one method; the policy
+    is used only via its protocol.
     """
 
     def __init__(

@@ -52,8 +52,8 @@ class FlowPolicy(Protocol):
         ...
 
     def to_model_space(self, actions: torch.Tensor) -> torch.Tensor:
-        """Robot actions -> the space the flow runs in (e.g. normalised); guidance happens
-        there.
+        """Robot actions -> the space the flow runs in (e.g.
+        normalised); guidance happens there.
         """
         ...
 

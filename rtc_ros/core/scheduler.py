@@ -185,8 +185,8 @@ class ChunkExecutor:
     """
 
     def __init__(self, spec: ExecutorSpec = ExecutorSpec(), run_id: int = 0) -> None:
-        """``run_id``: identifies this executor's clock (:func:`new_run_id`); chunks must carry
-        it.
+        """``run_id``: identifies this executor's clock
+        (:func:`new_run_id`); chunks must carry it.
         """
         self.spec = spec
         self._current: Chunk | None = None
@@ -317,8 +317,8 @@ class ChunkExecutor:
 
 
 class DelayEstimator:
-    """d = max of the last ``window`` observed delays (the paper's Q), or ``initial`` when
-    empty.
+    """d = max of the last ``window`` observed delays (the paper's
+    Q), or ``initial`` when empty.
     """
 
     def __init__(self, window: int = 10, initial: int = 0) -> None:

@@ -1,5 +1,5 @@
-"""Algorithm 1 on a simulated clock: inference takes an exact number of ticks, the world never
-waits.
+"""Algorithm 1 on a simulated clock: inference takes an exact number
+of ticks, the world never waits.
 
 Used by the tests and the benchmarks to put a method under a chosen delay deterministically.
 Each tick: the controller acts; after the caller stepped the world, the chunk whose inference
@@ -65,8 +65,8 @@ class SimulatedTimeLoop:
         return result
 
     def after_world_step(self) -> InferenceRequest | None:
-        """Deliver a finished chunk and start an inference if one is due, from the world as it is
-        now.
+        """Deliver a finished chunk and start an inference if one is
+        due, from the world as it is now.
         """
         self._deliver_due()
         if self._in_flight is not None or not self.planner.ready(self.executor.state):

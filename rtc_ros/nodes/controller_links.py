@@ -97,8 +97,8 @@ class CommandPublisher:
 
 
 class ThreadControllerLink:
-    """Control loop in a thread of this process; chunks and state through in-process atomic
-    slots.
+    """Control loop in a thread of this process; chunks and state
+    through in-process atomic slots.
     """
 
     FATAL = True
@@ -119,8 +119,8 @@ class ThreadControllerLink:
         self._thread: threading.Thread | None = None
 
     def start(self, initial_positions: np.ndarray) -> None:
-        """A fresh loop (a new run id) and fresh slots each time: nothing of an earlier
-        activation runs.
+        """A fresh loop (a new run id) and fresh slots each time: nothing
+        of an earlier activation runs.
         """
         p = self._params
         self._chunks, self._states, self._executor_specs = AtomicSlot(), AtomicSlot(), AtomicSlot()
@@ -221,8 +221,8 @@ class _ProcessCommandSink:
 
 
 def _remaps_without_node_name(ros_args: list[str]) -> tuple[str, ...]:
-    """The node's --ros-args minus its own name remap, so the control node gets a name of its
-    own.
+    """The node's --ros-args minus its own name remap, so the
+    control node gets a name of its own.
     """
     kept, skip = [], False
     for i, arg in enumerate(ros_args):
@@ -241,8 +241,8 @@ def _remaps_without_node_name(ros_args: list[str]) -> tuple[str, ...]:
 
 
 class ProcessControllerLink:
-    """Control loop in its own process (node ``<name>_control``); shared-memory slots in
-    between.
+    """Control loop in its own process (node ``<name>_control``);
+    shared-memory slots in between.
     """
 
     FATAL = True
@@ -312,8 +312,8 @@ class ProcessControllerLink:
         return f"control process {self._process.pid} exited with code {self._process.exitcode}"
 
     def close(self) -> None:
-        """Stop the control process and remove its shared memory; :meth:`start` may start
-        another.
+        """Stop the control process and remove its shared memory;
+        :meth:`start` may start another.
         """
         self._closed = True
         process, self._process = self._process, None
@@ -365,8 +365,8 @@ class TopicControllerLink:
         )
 
     def reconfigure(self, executor: ExecutorSpec) -> None:
-        """The controller node executes by its own parameters (set its min_execution_horizon
-        too).
+        """The controller node executes by its own parameters (set
+        its min_execution_horizon too).
         """
 
     def publish_measured(self, positions: np.ndarray) -> None:
@@ -384,8 +384,8 @@ class TopicControllerLink:
         return ControllerReport() if tick is None else message_to_controller_report(tick)
 
     def failure(self) -> str | None:
-        """A controller that ticked and then fell silent (stopped, crashed, or the network is
-        down).
+        """A controller that ticked and then fell silent (stopped,
+        crashed, or the network is down).
         """
         if self._last_tick_s is None:
             return None

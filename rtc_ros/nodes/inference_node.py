@@ -340,8 +340,8 @@ class InferenceNode(ManagedNode):
         )
 
     def _watch_controller(self) -> None:
-        """A control loop that died is reported at once; if it was this node's own, the node
-        stops.
+        """A control loop that died is reported at once; if it was
+        this node's own, the node stops.
         """
         failure = self.link.failure()
         if failure == self._controller_failure:
@@ -436,8 +436,8 @@ class InferenceNode(ManagedNode):
         self.loaded.set_task(params.task)  # read once per chunk, at the next encode
 
     def _on_task(self, message: String) -> None:
-        """The topic sets the ``task`` parameter, so ``ros2 param get`` shows what the policy is
-        told.
+        """The topic sets the ``task`` parameter, so ``ros2 param get``
+        shows what the policy is told.
         """
         result = self.set_parameters([rclpy.parameter.Parameter("task", value=message.data)])[0]
         if result.successful:

@@ -172,8 +172,8 @@ def chunk_to_message(
 def message_to_chunk(
     message: ActionChunk, joint_names: Sequence[str], prediction_horizon: int
 ) -> Chunk:
-    """Validate an incoming chunk against the controller's configuration; ValueError says what is
-    wrong.
+    """Validate an incoming chunk against the controller's configuration;
+    ValueError says what is wrong.
     """
     if list(message.joint_names) != list(joint_names):
         raise ValueError(
@@ -206,8 +206,8 @@ def message_to_chunk(
 def controller_tick_message(
     state: ControllerState, report: ControllerReport, period_s: float, stamp: Time
 ) -> ControllerTick:
-    """Message sequences count from 1 so that 0 can mean "no chunk yet"; the core's count from
-    0.
+    """Message sequences count from 1 so that 0 can mean "no chunk
+    yet"; the core's count from 0.
     """
     message = ControllerTick(
         tick=state.tick,

@@ -36,8 +36,8 @@ def ros_arguments(argv: list[str]) -> list[str]:
 
 
 def print_usage_if_asked(argv: list[str], usage: str) -> bool:
-    """``--help`` or ``-h`` before any ``--ros-args``: print ``usage`` and the ROS arguments'
-    forms.
+    """``--help`` or ``-h`` before any ``--ros-args``: print
+    ``usage`` and the ROS arguments' forms.
     """
     own = argv[1 : argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
     if not {"-h", "--help"} & set(own):
@@ -50,8 +50,8 @@ def print_usage_if_asked(argv: list[str], usage: str) -> bool:
 
 
 def run(node_factory: Callable[[], Node], args: list[str] | None = None, usage: str = "") -> None:
-    """The ``main`` of every node: init, spin until Ctrl-C, stop the runtime, destroy the node,
-    shut down.
+    """The ``main`` of every node: init, spin until Ctrl-C, stop the
+    runtime, destroy the node, shut down.
     """
     if print_usage_if_asked(list(sys.argv if args is None else args), usage):
         return

@@ -146,8 +146,8 @@ class ActionExpertConfig:
 
 
 def pi0_config(action_dim: int = 32, prediction_horizon: int = 50) -> ActionExpertConfig:
-    """pi0's sizes: SigLIP So400m/14 at 224 px, Gemma 2B prefix, Gemma 300M expert (~2.7B
-    parameters).
+    """pi0's sizes: SigLIP So400m/14 at 224 px, Gemma 2B prefix, Gemma
+    300M expert (~2.7B parameters).
     """
     return ActionExpertConfig(
         prediction_horizon=prediction_horizon, action_dim=action_dim, state_dim=action_dim
@@ -216,8 +216,8 @@ class _GemmaLayer(nn.Module):
         self.down_proj = nn.Linear(shape.mlp_dim, shape.width, bias=False)
 
     def qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        """Queries (B, S, heads, D) and keys, values (B, kv_heads, S, D), rotary embedding
-        applied.
+        """Queries (B, S, heads, D) and keys, values (B, kv_heads,
+        S, D), rotary embedding applied.
         """
         batch, tokens, _ = x.shape
         h = self.input_norm(x)
@@ -477,8 +477,8 @@ class ActionExpertPolicy(nn.Module):
         return model_actions * self.action_std + self.action_mean
 
     def save(self, path: str | pathlib.Path, joint_names: Sequence[str] | None = None) -> None:
-        """``joint_names``: the robot joints of the state and action vectors, checked by the
-        node.
+        """``joint_names``: the robot joints of the state and action
+        vectors, checked by the node.
         """
         torch.save(
             {

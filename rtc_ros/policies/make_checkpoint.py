@@ -26,8 +26,8 @@ BUILTIN_FILE = "policy.pt"
 
 
 def simulated_robot() -> RobotDescription:
-    """The simulated bimanual robot's joints and its one camera, as config/bimanual.yaml sets
-    them.
+    """The simulated bimanual robot's joints and its one camera, as
+    config/bimanual.yaml sets them.
     """
     from rtc_ros.sim.config import BimanualConfig
 

@@ -67,8 +67,8 @@ def _mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
 
 
 class _ResidualMlp(nn.Module):
-    """Pre-LayerNorm residual MLP: trains several times faster than a plain MLP on chunk
-    velocities.
+    """Pre-LayerNorm residual MLP: trains several times faster than a
+    plain MLP on chunk velocities.
     """
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, blocks: int) -> None:
@@ -210,8 +210,8 @@ class ReferenceFlowPolicy(nn.Module):
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
     def save(self, path: str | pathlib.Path, joint_names: Sequence[str] | None = None) -> None:
-        """``joint_names``: the robot joints of the state and action vectors, checked by the
-        node.
+        """``joint_names``: the robot joints of the state and action
+        vectors, checked by the node.
         """
         torch.save(
             {

@@ -119,8 +119,8 @@ class LoadedPolicy:
 
     @property
     def label(self) -> str:
-        """E.g. ``smolvla /path/to/pretrained_model`` or ``builtin-pi0 (random weights,
-        untrained...)``.
+        """E.g. ``smolvla /path/to/pretrained_model`` or ``builtin-pi0
+        (random weights, untrained...)``.
         """
         text = (
             f"{self.kind.value} {self.source}"

@@ -69,8 +69,8 @@ _LOG = logging.getLogger(__name__)
 
 
 class StopSignal(Protocol):
-    """What ends :meth:`ControlLoop.run`: a ``threading.Event`` or the control process's
-    condition.
+    """What ends :meth:`ControlLoop.run`: a ``threading.Event`` or
+    the control process's condition.
     """
 
     def is_set(self) -> bool: ...

@@ -36,8 +36,8 @@ def image_to_array(
     data: bytes | memoryview,
     expected_shape: tuple[int, int, int],
 ) -> np.ndarray:
-    """sensor_msgs/Image fields -> (C, H, W) uint8 RGB (or mono), validated against expected (C,
-    H, W).
+    """sensor_msgs/Image fields -> (C, H, W) uint8 RGB (or mono),
+    validated against expected (C, H, W).
     """
     if encoding not in SUPPORTED_ENCODINGS:
         raise ObservationError(
@@ -105,15 +105,14 @@ class ObservationAssembler:
         self.last_rejection = ""
 
     def set_time_limits(self, max_age_s: float, max_future_s: float) -> None:
-        """Reject inputs older than ``max_age_s`` or stamped more than ``max_future_s`` ahead from
-        now on.
+        """Reject inputs older than ``max_age_s`` or stamped more than
+        ``max_future_s`` ahead from now on.
         """
         self.spec = dataclasses.replace(self.spec, max_age_s=max_age_s, max_future_s=max_future_s)
 
     def discard_before(self, stamp_s: float) -> None:
         """Forget every input and ignore those stamped before ``stamp_s`` (the robot was reset
-        then:
-        what it saw before is no longer the world).
+        then: what it saw before is no longer the world).
         """
         with self._lock:
             self._not_before_s = stamp_s
@@ -150,8 +149,8 @@ class ObservationAssembler:
                     self._joint_stamps[index] = stamp_s
 
     def add_image(self, camera: str, image: np.ndarray, stamp_s: float, now_s: float) -> None:
-        """Keep the newest image of ``camera``; raises :class:`ObservationError` for a future
-        stamp.
+        """Keep the newest image of ``camera``; raises
+        :class:`ObservationError` for a future stamp.
         """
         self._check_stamp(f"image from camera {camera}", stamp_s, now_s)
         with self._lock:

@@ -183,8 +183,8 @@ class BimanualConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> BimanualConfig:
-        """Inverse of :meth:`to_dict`; missing keys keep their defaults, unknown keys are
-        errors.
+        """Inverse of :meth:`to_dict`; missing keys keep their
+        defaults, unknown keys are errors.
         """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

@@ -107,8 +107,8 @@ class Task(abc.ABC, Generic[State]):
 
     # -- the scripted expert -------------------------------------------------------------
     def expert_action(self, modes: np.ndarray | None = None) -> np.ndarray:
-        """(B, action_dim) the expert's next action from the true state (episode's modes by
-        default).
+        """(B, action_dim) the expert's next action from the true
+        state (episode's modes by default).
         """
         modes = self._require_modes() if modes is None else modes
         return np.clip(self._expert(self._require_state(), modes), -1.0, 1.0)

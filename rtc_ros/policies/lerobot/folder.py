@@ -1,5 +1,5 @@
-"""LeRobot ``save_pretrained`` folders: loaded with their processors, and written with random
-weights.
+"""LeRobot ``save_pretrained`` folders: loaded with their processors,
+and written with random weights.
 
 A folder as LeRobot 0.4.4 saves a policy (``policy.save_pretrained`` + the processors'
 ``save_pretrained``, as ``lerobot-train`` does) holds:
@@ -251,8 +251,8 @@ def _interface(folder: pathlib.Path, config) -> FolderInterface:
 
 
 def _processors(folder: pathlib.Path, config, local_vlm: pathlib.Path | None, device):
-    """The saved preprocessor (on ``device``), and the action unnormalisation as offset and
-    scale.
+    """The saved preprocessor (on ``device``), and the action
+    unnormalisation as offset and scale.
     """
     from lerobot.configs.types import FeatureType, NormalizationMode
     from lerobot.processor import PolicyProcessorPipeline, UnnormalizerProcessorStep
@@ -314,8 +314,8 @@ def _affine(
     scale: torch.Tensor,
     folder: pathlib.Path,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """LeRobot's action unnormalisation as ``x = model * scale + offset`` (every mode is
-    affine).
+    """LeRobot's action unnormalisation as ``x = model * scale +
+    offset`` (every mode is affine).
     """
     from lerobot.configs.types import NormalizationMode
 
@@ -384,8 +384,8 @@ def _first_line(error: BaseException) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class RobotDescription:
-    """The robot a random folder is made for: joints (state = action = joint positions) and
-    cameras.
+    """The robot a random folder is made for: joints (state = action
+    = joint positions) and cameras.
     """
 
     joint_names: tuple[str, ...]
@@ -404,8 +404,8 @@ def write_random_folder(
     prediction_horizon: int = 50,
     seed: int = 0,
 ) -> pathlib.Path:
-    """A LeRobot folder for ``kind`` with random weights, fitted to ``robot``, in LeRobot's saved
-    format.
+    """A LeRobot folder for ``kind`` with random weights, fitted to
+    ``robot``, in LeRobot's saved format.
 
     The statistics are those of joint positions spread evenly over their limits (mean mid-range,
     std a quarter of the range), so that a random policy's actions stay in the robot's range.

@@ -179,8 +179,8 @@ class LeRobotPrefix:
 
 
 class LeRobotFlowPolicy:
-    """A LeRobot flow VLA as a :class:`~rtc_ros.core.policy.FlowPolicy` (pi0's convention: t = 1
-    noise).
+    """A LeRobot flow VLA as a :class:`~rtc_ros.core.policy.FlowPolicy`
+    (pi0's convention: t = 1 noise).
     """
 
     time_convention = TimeConvention.NOISE_AT_1
@@ -192,8 +192,8 @@ class LeRobotFlowPolicy:
         action_mean: torch.Tensor | None = None,
         action_std: torch.Tensor | None = None,
     ) -> None:
-        """``model``: LeRobot's ``VLAFlowMatching`` (SmolVLA) or ``PI0Pytorch`` /
-        ``PI05Pytorch``.
+        """``model``: LeRobot's ``VLAFlowMatching`` (SmolVLA) or
+        ``PI0Pytorch`` / ``PI05Pytorch``.
         """
         self.kind = kind
         self.model = model.eval().requires_grad_(False)
@@ -307,8 +307,8 @@ class LeRobotFlowPolicy:
         return self._encode_pi(image_list, mask_list, tokens, token_masks, state)
 
     def velocity(self, actions: torch.Tensor, time: float, context: LeRobotPrefix) -> torch.Tensor:
-        """u(x_t, o, t) from the action expert alone; graph-safe (no host data, no mask
-        building).
+        """u(x_t, o, t) from the action expert alone; graph-safe (no
+        host data, no mask building).
         """
         model = self.model
         batch = actions.shape[0]
