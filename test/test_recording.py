@@ -79,8 +79,19 @@ def test_a_recorded_run_reads_back_with_ros2_schemas_cdr_and_every_message_and_p
             parameter_overrides=config_overrides(policy=small_policy_checkpoint()),
         )
     )
+    # The recorder subscribes to a topic once it sees the topic's publisher (it takes the
+    # publisher's QoS): count from then on.
     graph.wait_for(
-        lambda: len(commands) >= 150 and len(chunks) >= 3,
+        lambda: any(
+            info.node_name == "rtc_recorder"
+            for info in graph.probe.get_subscriptions_info_by_topic("/commands")
+        ),
+        timeout_s=60,
+        what="the recorder's subscription to /commands",
+    )
+    subscribed = len(commands)
+    graph.wait_for(
+        lambda: len(commands) >= subscribed + 150 and len(chunks) >= 3,
         timeout_s=60,
         what="150 commands and 3 chunks",
     )
