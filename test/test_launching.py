@@ -28,6 +28,8 @@ def _values(**changes: str) -> dict[str, str]:
         on_failure="shutdown",
         respawn_delay="2.0",
         autostart="true",
+        record="false",
+        record_camera="false",
     )
     values.update(changes)
     return values
