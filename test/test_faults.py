@@ -84,6 +84,17 @@ class Robot:
         if all(n in by_name for n in JOINTS):
             self.joint_states.append((time.monotonic(), np.array([by_name[n] for n in JOINTS])))
 
+    def wait_for_error(self, name: str, text: str, after: float, what: str) -> None:
+        """An ERROR of status ``name`` saying ``text`` on /diagnostics, within 5 s of ``after``."""
+        RosGraph.wait_for(
+            lambda: any(
+                s.level == DiagnosticStatus.ERROR and text in s.message
+                for s in self.status(name, after=after)
+            ),
+            timeout_s=5,
+            what=what,
+        )
+
     def status(self, name: str, after: float = 0.0) -> list[DiagnosticStatus]:
         return [s for t, s in self.diagnostics if t >= after and s.name == name]
 
@@ -160,12 +171,10 @@ def test_killing_the_control_process_is_an_error_on_diagnostics_and_rtc_node_exi
     assert shared
     os.kill(control, signal.SIGKILL)
     killed = time.monotonic()
-    graph.wait_for(
-        lambda: any(
-            s.level == DiagnosticStatus.ERROR and "control process" in s.message
-            for s in robot.status("/rtc: controller", after=killed)
-        ),
-        timeout_s=5,
+    robot.wait_for_error(
+        "/rtc: controller",
+        "control process",
+        after=killed,
         what="the dead control process reported as ERROR",
     )
     assert rtc.wait(timeout=15) == 1
@@ -264,13 +273,8 @@ def test_a_sensor_that_stops_after_a_future_or_past_stamp_stops_inference_and_is
     rejected = node.assembler.rejected
     send[source](offset_s)
     stopped = time.monotonic()
-    graph.wait_for(
-        lambda: any(
-            s.level == DiagnosticStatus.ERROR and "s old" in s.message
-            for s in robot.status("/rtc: observations", after=stopped)
-        ),
-        timeout_s=5,
-        what="the stopped sensor reported as stale",
+    robot.wait_for_error(
+        "/rtc: observations", "s old", after=stopped, what="the stopped sensor reported as stale"
     )
     if offset_s > 0:
         assert (
@@ -301,12 +305,10 @@ def test_a_restarted_controller_node_rejects_the_old_runs_chunk_and_executes_fre
     old_run = ticks[-1].run_id
     controller.kill()
     killed = time.monotonic()
-    graph.wait_for(
-        lambda: any(
-            s.level == DiagnosticStatus.ERROR and "controller lost" in s.message
-            for s in robot.status("/rtc_inference: controller", after=killed)
-        ),
-        timeout_s=5,
+    robot.wait_for_error(
+        "/rtc_inference: controller",
+        "controller lost",
+        after=killed,
         what="the lost controller reported by the inference node",
     )
 
